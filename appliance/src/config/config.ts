@@ -1,0 +1,186 @@
+// One validated configuration object, read from DATA/config.json and a few environment
+// overrides. `yiqian config check` runs exactly this validation.
+import { readFileSync, existsSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import { YiqianError, Codes } from '../errors.js';
+
+export const CONFIG_FILE = 'config.json';
+export const CONFIG_VERSION = 1;
+
+export interface VendorSm2ProfileConfig {
+  name: string;
+  keyGenMechanism: number;
+  signMechanism: number;
+  keyType: number;
+  /** DER of the curve OID as hex; default SM2 (06082a811ccf5501822d). */
+  ecParamsHex?: string;
+  signInput: 'message' | 'digest-e';
+}
+
+export interface HsmConfig {
+  /** PKCS#11 module (shared library). */
+  module: string;
+  tokenLabel: string;
+  /** File holding the user PIN (relative to the data dir); YIQIAN_HSM_PIN overrides it. */
+  pinFile?: string;
+  poolSize: number;
+  kekLabel: string;
+  /** SoftHSM2 only: its private config file (relative to the data dir). */
+  softhsmConf?: string;
+  /** SM2 inside an HSM that has SM2 mechanisms (docs/hsm-vendor-profiles.md); absent → wrapped custody. */
+  sm2Profile?: VendorSm2ProfileConfig;
+}
+
+export interface Config {
+  version: number;
+  /** HTTPS listener, HOST:PORT. */
+  listen: string;
+  /** Plain-HTTP listener for public signed objects, HOST:PORT. */
+  listenHttp: string;
+  /** Base URL that certificates name for CRL / OCSP / CA certificates. */
+  publicBaseUrl: string;
+  hsm: HsmConfig;
+  device: {
+    tlsKeyLabel: string;
+    identityKeyLabel: string;
+    tlsDnsNames: string[];
+    tlsIpAddresses: string[];
+  };
+  http: { bodyLimitBytes: number; timeoutMs: number; maxInFlight: number };
+  auth: { maxSkewSeconds: number };
+  /** Only 'system-trusted' (development) until the time-source bridge lands. */
+  timesource: 'system-trusted';
+}
+
+export function defaultConfig(): Config {
+  return {
+    version: CONFIG_VERSION,
+    listen: '127.0.0.1:8443',
+    listenHttp: '127.0.0.1:8080',
+    publicBaseUrl: 'http://127.0.0.1:8080',
+    hsm: {
+      module: '/usr/lib/softhsm/libsofthsm2.so',
+      tokenLabel: 'yiqian',
+      pinFile: 'secrets/hsm.pin',
+      poolSize: 4,
+      kekLabel: 'yiqian-kek',
+      softhsmConf: 'hsm/softhsm2.conf',
+    },
+    device: {
+      tlsKeyLabel: 'device-tls',
+      identityKeyLabel: 'device-identity-sm2',
+      tlsDnsNames: ['localhost'],
+      tlsIpAddresses: ['127.0.0.1', '::1'],
+    },
+    http: { bodyLimitBytes: 1024 * 1024, timeoutMs: 30_000, maxInFlight: 256 },
+    auth: { maxSkewSeconds: 300 },
+    timesource: 'system-trusted',
+  };
+}
+
+function invalid(problems: string[]): never {
+  throw new YiqianError(Codes.CONFIG_INVALID, 500, { zh: `配置无效：${problems.join('；')}`, en: `invalid configuration: ${problems.join('; ')}` }, { problems });
+}
+
+/** Parses HOST:PORT ([v6]:PORT allowed). */
+export function parseHostPort(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new YiqianError(Codes.CONFIG_INVALID, 400, { zh: `监听地址格式应为 HOST:PORT：${value}`, en: `listen address must be HOST:PORT: ${value}` });
+  }
+  return { host: m[1] ?? m[2], port };
+}
+
+type Check = (v: unknown) => string | undefined;
+const str: Check = (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a non-empty string');
+const int = (min: number, max: number): Check => (v) => (Number.isInteger(v) && (v as number) >= min && (v as number) <= max ? undefined : `must be an integer in ${min}..${max}`);
+const strArray: Check = (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings');
+const hostPort: Check = (v) => {
+  if (typeof v !== 'string') return 'must be HOST:PORT';
+  try { parseHostPort(v); return undefined; } catch { return 'must be HOST:PORT'; }
+};
+const url: Check = (v) => {
+  try { const u = new URL(String(v)); return u.protocol === 'http:' || u.protocol === 'https:' ? undefined : 'must be an http(s) URL'; } catch { return 'must be a URL'; }
+};
+
+/** Validates a parsed config object; returns every problem at once. */
+export function validateConfig(raw: unknown): Config {
+  const problems: string[] = [];
+  if (typeof raw !== 'object' || raw === null) invalid(['config must be a JSON object']);
+  const c = raw as Record<string, any>;
+  const at = (path: string, check: Check): void => {
+    const v = path.split('.').reduce<any>((o, k) => (o == null ? undefined : o[k]), c);
+    const p = check(v);
+    if (p) problems.push(`${path} ${p}`);
+  };
+  if (c.version !== CONFIG_VERSION) problems.push(`version must be ${CONFIG_VERSION}`);
+  at('listen', hostPort);
+  at('listenHttp', hostPort);
+  at('publicBaseUrl', url);
+  at('hsm.module', str);
+  at('hsm.tokenLabel', str);
+  at('hsm.poolSize', int(1, 64));
+  at('hsm.kekLabel', str);
+  if (c.hsm?.pinFile !== undefined) at('hsm.pinFile', str);
+  if (c.hsm?.softhsmConf !== undefined) at('hsm.softhsmConf', str);
+  if (c.hsm?.sm2Profile !== undefined) {
+    at('hsm.sm2Profile.name', str);
+    at('hsm.sm2Profile.keyGenMechanism', int(0, 0xffffffff));
+    at('hsm.sm2Profile.signMechanism', int(0, 0xffffffff));
+    at('hsm.sm2Profile.keyType', int(0, 0xffffffff));
+    const si = c.hsm.sm2Profile?.signInput;
+    if (si !== 'message' && si !== 'digest-e') problems.push("hsm.sm2Profile.signInput must be 'message' or 'digest-e'");
+  }
+  at('device.tlsKeyLabel', str);
+  at('device.identityKeyLabel', str);
+  at('device.tlsDnsNames', strArray);
+  at('device.tlsIpAddresses', strArray);
+  at('http.bodyLimitBytes', int(1024, 1024 * 1024 * 1024));
+  at('http.timeoutMs', int(100, 600_000));
+  at('http.maxInFlight', int(1, 100_000));
+  at('auth.maxSkewSeconds', int(1, 3600));
+  if (c.timesource !== 'system-trusted') problems.push("timesource must be 'system-trusted' (the only source before the time-source bridge)");
+  if (problems.length) invalid(problems);
+  return c as Config;
+}
+
+/** Reads and validates DATA/config.json, then applies environment overrides. */
+export function loadConfig(dataDir: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const file = join(dataDir, CONFIG_FILE);
+  if (!existsSync(file)) {
+    throw new YiqianError(Codes.NOT_INITIALISED, 500, {
+      zh: `数据目录未初始化（缺少 ${file}）：请先运行 yiqian init --data ${dataDir}`,
+      en: `data directory not initialised (no ${file}): run yiqian init --data ${dataDir}`,
+    });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    invalid([`${file} is not valid JSON: ${(e as Error).message}`]);
+  }
+  const config = validateConfig(raw);
+  if (env.YIQIAN_LISTEN) config.listen = env.YIQIAN_LISTEN;
+  if (env.YIQIAN_LISTEN_HTTP) config.listenHttp = env.YIQIAN_LISTEN_HTTP;
+  parseHostPort(config.listen);
+  parseHostPort(config.listenHttp);
+  return config;
+}
+
+export function resolveInData(dataDir: string, p: string): string {
+  return isAbsolute(p) ? p : join(dataDir, p);
+}
+
+/** The HSM user PIN: YIQIAN_HSM_PIN, else the PIN file. A missing PIN is a one-line error. */
+export function readHsmPin(dataDir: string, config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.YIQIAN_HSM_PIN) return env.YIQIAN_HSM_PIN;
+  const file = config.hsm.pinFile ? resolveInData(dataDir, config.hsm.pinFile) : undefined;
+  if (!file || !existsSync(file)) {
+    throw new YiqianError(Codes.HSM_PIN_INCORRECT, 500, {
+      zh: '未提供 HSM 用户 PIN（设置 YIQIAN_HSM_PIN 或 hsm.pinFile）',
+      en: 'no HSM user PIN given (set YIQIAN_HSM_PIN or hsm.pinFile)',
+    });
+  }
+  return readFileSync(file, 'utf8').trim();
+}

@@ -1,0 +1,37 @@
+// Request deadline: when the work below has not finished in `timeoutMs`, answer 503
+// REQUEST_TIMEOUT now. The handler keeps running (JavaScript cannot cancel it) but whatever
+// it produces later is dropped: by then koa has sent the problem response, and a late
+// failure is logged instead of becoming an unhandled rejection.
+import type { Middleware } from 'koa';
+import { Codes } from '../errors.js';
+import { httpError } from './problem.js';
+import type { HttpState } from './state.js';
+
+export function timeout(timeoutMs: number): Middleware<HttpState> {
+  return async (ctx, next) => {
+    let timer: NodeJS.Timeout | undefined;
+    let timedOut = false;
+    const work = next();
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        // If the request body is still arriving, the connection cannot be reused.
+        const headers: Record<string, string> = ctx.req.complete ? {} : { Connection: 'close' };
+        reject(
+          httpError(Codes.REQUEST_TIMEOUT, 503, `请求处理超时（${timeoutMs} 毫秒）`, `request timed out after ${timeoutMs} ms`, {
+            detail: { timeoutMs },
+            headers,
+          }),
+        );
+      }, timeoutMs);
+    });
+    work.catch((err: unknown) => {
+      if (timedOut) ctx.state.log.warn({ err }, 'request failed after its timeout');
+    });
+    try {
+      await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}

@@ -1,0 +1,204 @@
+// Composition root: the ONLY place that builds adapters (HSM, store) and wires services
+// (ARCHITECTURE.md §2). The CLI commands call these builders.
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { YiqianError, Codes } from './errors.js';
+import { createApiApp } from './http/create-api-app.js';
+import { createPublicApp } from './http/create-public-app.js';
+import type { Readiness } from './http/create-api-app.js';
+import { devicePkiRouter } from './http/device-pki-routes.js';
+import { runCryptoSelfTest } from './crypto/self-test.js';
+import { registerHsmTlsEngine } from '../../firmware-bridge/pkcs11/tls-engine.js';
+import type { KeyCustody } from './crypto/interfaces.js';
+import { type Config, loadConfig, parseHostPort, readHsmPin, resolveInData } from './config/config.js';
+import { openStore, type Store } from './store/open-store.js';
+import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
+import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend } from './crypto/sm2.js';
+import { recordHsmOperation } from './metrics.js';
+import { log } from './log.js';
+
+export const TLS_CERT_FILE = 'tls/device.pem';
+
+/** SoftHSM2 reads its private config from the environment once, at C_Initialize. */
+function pointAtSoftHsmConf(dataDir: string, config: Config): void {
+  if (config.hsm.softhsmConf) process.env.SOFTHSM2_CONF = resolveInData(dataDir, config.hsm.softhsmConf);
+}
+
+export async function openCustody(dataDir: string, config: Config, store: Store, pin: string): Promise<KeyCustody> {
+  pointAtSoftHsmConf(dataDir, config);
+  const p = config.hsm.sm2Profile;
+  return openPkcs11Custody(
+    {
+      module: config.hsm.module,
+      tokenLabel: config.hsm.tokenLabel,
+      pin,
+      poolSize: config.hsm.poolSize,
+      kekLabel: config.hsm.kekLabel,
+      sm2Profile: p && {
+        name: p.name,
+        keyGenMechanism: p.keyGenMechanism,
+        signMechanism: p.signMechanism,
+        keyType: p.keyType,
+        ecParams: p.ecParamsHex ? Buffer.from(p.ecParamsHex, 'hex') : undefined,
+        signInput: p.signInput,
+      },
+      softwareSm2: {
+        generate: generateSm2KeyPair,
+        signer: (d: Buffer) => createSm2Signer(d),
+        spki: sm2SpkiFromPublicKey,
+      },
+      observer: recordHsmOperation,
+    },
+    store.keys,
+  );
+}
+
+/** Everything a running appliance holds open. */
+export interface Appliance {
+  dataDir: string;
+  config: Config;
+  store: Store;
+  custody: KeyCustody;
+  tlsCertPem: string;
+  pin: string;
+  close(): Promise<void>;
+}
+
+/** Opens config, store and HSM of an initialised data dir; closes what it opened on failure. */
+export async function openAppliance(dataDir: string): Promise<Appliance> {
+  const config = loadConfig(dataDir);
+  const pin = readHsmPin(dataDir, config);
+  const store = await openStore(dataDir);
+  let custody: KeyCustody;
+  try {
+    custody = await openCustody(dataDir, config, store, pin);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  log.info({ sm2Backend: sm2Backend() }, 'sm2 engine');
+  return {
+    dataDir,
+    config,
+    store,
+    custody,
+    pin,
+    tlsCertPem: readFileSync(join(dataDir, TLS_CERT_FILE), 'utf8'),
+    async close() {
+      await custody.close();
+      await store.close();
+    },
+  };
+}
+
+// ---- serving ---------------------------------------------------------------------------
+
+export interface ServeOptions {
+  listen?: string;
+  listenHttp?: string;
+}
+
+export interface RunningServer {
+  httpsUrl: string;
+  httpUrl: string;
+  /** Stops accepting, lets in-flight requests finish, closes HSM and store. */
+  stop(): Promise<void>;
+}
+
+function listenOn(server: Server, hostPort: string): Promise<{ host: string; port: number }> {
+  const { host, port } = parseHostPort(hostPort);
+  return new Promise((resolveListen, reject) => {
+    const onError = (e: NodeJS.ErrnoException): void => {
+      reject(new YiqianError(Codes.BAD_REQUEST, 500, { zh: `无法监听 ${hostPort}：${e.code}`, en: `cannot listen on ${hostPort}: ${e.code}` }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const addr = server.address() as AddressInfo;
+      resolveListen({ host, port: addr.port });
+    });
+  });
+}
+
+function urlOf(scheme: string, a: { host: string; port: number }): string {
+  return `${scheme}://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+async function readiness(a: Appliance): Promise<Readiness> {
+  const checks: Readiness['checks'] = {};
+  try {
+    await a.store.check();
+    checks.store = { ok: true };
+  } catch (e) {
+    checks.store = { ok: false, detail: (e as Error).message };
+  }
+  const hsm = await a.custody.health().catch((e: Error) => ({ ok: false, token: a.config.hsm.tokenLabel, reason: e.message }));
+  checks.hsm = { ok: hsm.ok, detail: hsm };
+  // Until the time-source bridge lands the clock is the system clock, trusted for development only.
+  checks.clock = { ok: true, detail: { state: 'SYNCED', source: 'system-trusted', notice: 'development only: system clock trusted without GPS/NTP checks' } };
+  return { ready: Object.values(checks).every((c) => c.ok), checks };
+}
+
+export async function startServer(a: Appliance, opts: ServeOptions = {}): Promise<RunningServer> {
+  const selfTest = await runCryptoSelfTest();
+  if (!selfTest.ok) {
+    const failed = selfTest.results.filter((r) => !r.ok).map((r) => r.name).join(', ');
+    throw new YiqianError(Codes.INTERNAL, 500, { zh: `密码算法自检失败：${failed}`, en: `crypto self-test failed: ${failed}` });
+  }
+  const engine = registerHsmTlsEngine({ module: a.config.hsm.module, tokenLabel: a.config.hsm.tokenLabel, pin: a.pin });
+  const apiApp = createApiApp({
+    apps: a.store.apps,
+    nonces: a.store.nonces,
+    readiness: () => readiness(a),
+    limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
+    devNotice: 'development appliance: SoftHSM2 token and system clock',
+  });
+  const listen = opts.listen ?? a.config.listen;
+  const listenHttp = opts.listenHttp ?? a.config.listenHttp;
+  const httpsBase = urlOf('https', parseHostPort(listen));
+  const publicApp = createPublicApp({ routers: [devicePkiRouter(a.tlsCertPem)], httpsBase });
+
+  const https = createHttpsServer(
+    { cert: a.tlsCertPem, privateKeyEngine: engine.privateKeyEngine, privateKeyIdentifier: engine.privateKeyIdentifier(a.config.device.tlsKeyLabel), minVersion: 'TLSv1.2' },
+    apiApp.callback(),
+  );
+  const http = createHttpServer(publicApp.callback());
+  for (const s of [https, http]) {
+    s.headersTimeout = 20_000;
+    s.requestTimeout = a.config.http.timeoutMs + 5_000;
+    s.keepAliveTimeout = 5_000;
+  }
+  const sAddr = await listenOn(https, listen);
+  let hAddr;
+  try {
+    hAddr = await listenOn(http, listenHttp);
+  } catch (e) {
+    https.close();
+    throw e;
+  }
+  const nonceSweep = setInterval(() => void a.store.nonces.purgeExpired(Date.now()).catch((e: Error) => log.warn({ err: e.message }, 'nonce purge failed')), 60_000);
+  nonceSweep.unref();
+  let stopping: Promise<void> | undefined;
+  return {
+    httpsUrl: urlOf('https', sAddr),
+    httpUrl: urlOf('http', hAddr),
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(nonceSweep);
+        const closed = Promise.all([https, http].map((s) => new Promise<void>((r) => s.close(() => r()))));
+        for (const s of [https, http]) s.closeIdleConnections();
+        // In-flight requests get the configured timeout to finish, then are cut.
+        const force = setTimeout(() => { for (const s of [https, http]) s.closeAllConnections(); }, a.config.http.timeoutMs);
+        force.unref();
+        await closed;
+        clearTimeout(force);
+        await a.store.audit.append({ actor: 'system', action: 'appliance.stop', outcome: 'ok' }).catch(() => undefined);
+        await a.close();
+      })();
+      return stopping;
+    },
+  };
+}
