@@ -5,7 +5,7 @@
 // so Node drops the socket once the response is out instead of draining whatever the client
 // still sends.
 import type { Middleware } from 'koa';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Codes } from '../errors.js';
 import { httpError } from './problem.js';
 import type { HttpState } from './state.js';
@@ -23,8 +23,12 @@ function clientAborted(): Error {
   return Object.assign(new Error('client aborted the request body'), { code: 'CLIENT_ABORTED' });
 }
 
-/** Reads at most `limit` bytes; rejects as soon as more arrive (and stops reading). */
-export function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads at most `limit` bytes; rejects as soon as more arrive (and stops reading). Also rejects
+ * when `res` closes first: once a response (e.g. a timeout's 503) is out, Node detaches the
+ * request from its socket and would never end or abort it, leaving this read pending forever.
+ */
+export function readLimited(req: IncomingMessage, limit: number, res?: ServerResponse): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -33,6 +37,7 @@ export function readLimited(req: IncomingMessage, limit: number): Promise<Buffer
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
+      res?.off('close', onClose);
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
@@ -54,7 +59,7 @@ export function readLimited(req: IncomingMessage, limit: number): Promise<Buffer
       reject(err);
     };
     const onClose = (): void => {
-      // 'close' before 'end': the connection went away mid-body.
+      // 'close' before 'end': the connection went away mid-body, or the response is already out.
       cleanup();
       reject(clientAborted());
     };
@@ -62,6 +67,7 @@ export function readLimited(req: IncomingMessage, limit: number): Promise<Buffer
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+    res?.on('close', onClose);
   });
 }
 
@@ -86,7 +92,7 @@ export function bodyReader(limit: number = DEFAULT_BODY_LIMIT): Middleware<HttpS
     }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
-    ctx.state.rawBody = await readLimited(req, limit);
+    ctx.state.rawBody = await readLimited(req, limit, ctx.res);
     await next();
   };
 }

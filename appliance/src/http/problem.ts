@@ -92,6 +92,29 @@ function isClientGone(err: unknown): boolean {
 
 type Ctx = ParameterizedContext<HttpState>;
 
+/** Expected refusals that metrics already count; logging each would let a flood fill the journal. */
+const QUIET = new Set<string>([Codes.OVERLOADED]);
+
+/**
+ * Unexpected failures (500 INTERNAL) at error level with the stack of the real cause; other
+ * server-side conditions (HSM down, timeout) at warn without a stack; client errors at debug.
+ */
+function logFailure(ctx: Ctx, err: unknown, clientErr: YiqianError): void {
+  const log = ctx.state.log;
+  const where = { method: ctx.method, path: ctx.path, code: clientErr.code, status: clientErr.status };
+  if (clientErr.status < 500 || QUIET.has(clientErr.code)) {
+    log.debug(where, 'request refused');
+  } else if (isClientGone(err)) {
+    log.info(where, 'client went away');
+  } else if (clientErr.code === Codes.INTERNAL) {
+    // The underlying failure, not the generic wrapper the client gets.
+    const cause = isYiqianError(err) && err.cause !== undefined ? err.cause : err;
+    log.error({ ...where, err: cause }, 'request failed');
+  } else {
+    log.warn({ ...where, reason: clientErr.text.en }, 'request failed');
+  }
+}
+
 export function sendProblem(ctx: Ctx, err: YiqianError, m: Metrics): void {
   ctx.status = err.status;
   const headers = errorHeaders.get(err);
@@ -113,12 +136,7 @@ export function problems(m: Metrics): Middleware<HttpState> {
       if (ctx.status === 404 && ctx.body == null) throw notFoundError();
     } catch (err) {
       const clientErr = toClientError(err);
-      const log = ctx.state.log;
-      if (clientErr.status >= 500 && !isClientGone(err)) {
-        log.error({ err, method: ctx.method, path: ctx.path, code: clientErr.code }, 'request failed');
-      } else {
-        log.debug({ code: clientErr.code, status: clientErr.status, method: ctx.method, path: ctx.path }, 'request rejected');
-      }
+      logFailure(ctx, err, clientErr);
       if (ctx.headerSent || !ctx.writable) return; // nothing can be sent any more
       for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
       ctx.set(outer as Record<string, string>);

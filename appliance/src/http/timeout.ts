@@ -26,7 +26,9 @@ export function timeout(timeoutMs: number): Middleware<HttpState> {
       }, timeoutMs);
     });
     work.catch((err: unknown) => {
-      if (timedOut) ctx.state.log.warn({ err }, 'request failed after its timeout');
+      // After the deadline a body read ends with the connection we closed: nothing to report.
+      const clientGone = (err as { code?: unknown } | null)?.code === 'CLIENT_ABORTED';
+      if (timedOut && !clientGone) ctx.state.log.warn({ err }, 'request failed after its timeout');
     });
     try {
       await Promise.race([work, deadline]);

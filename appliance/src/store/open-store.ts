@@ -1,0 +1,242 @@
+// Opens the appliance's one LMDB environment (<dataDir>/db) and hands out the typed
+// repositories. Nothing outside store/ imports lmdb (ARCHITECTURE.md §2).
+//
+// Pinned behaviour (lmdb-js 3.5, ARCHITECTURE.md §4): every option that matters is spelled
+// out below instead of taken from defaults that could move between versions, and the
+// on-disk format is recorded in meta ('store.format'); a store written by a newer format is
+// refused rather than misread.
+import { accessSync, constants as fsc, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { access, mkdir, open as openFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
+import { createAuditLog, type AuditLog, type AuditRecord } from '../audit/audit-log.js';
+import type { KeyRecord, KeyRegistry } from '../crypto/interfaces.js';
+import { Codes, YiqianError, fail } from '../errors.js';
+import { LmdbAppRepository, type AppRecord, type AppRepository } from './app-repository.js';
+import { LmdbAuditStorage } from './audit-storage.js';
+import { Writer, assertOpen, unavailable, type StoreState } from './durable.js';
+import { environmentFileProblem } from './file-check.js';
+import { LmdbKeyRegistry } from './key-registry.js';
+import { LmdbMetaRepository, type MetaRepository } from './meta-repository.js';
+import { LmdbNonceRepository, type NonceRepository } from './nonce-repository.js';
+
+export interface Store {
+  apps: AppRepository;
+  keys: KeyRegistry;
+  nonces: NonceRepository;
+  audit: AuditLog;
+  meta: MetaRepository;
+  /** For /readyz: resolves if the store is open and readable, else STORE_UNAVAILABLE. */
+  check(): Promise<void>;
+  /**
+   * A consistent snapshot copy made by LMDB's copy API (never `cp` of a live environment)
+   * into `<path>/db`; `openStore(path)` opens it. `path` must not already hold a store.
+   */
+  backup(path: string): Promise<void>;
+  /** Waits for pending writes to be flushed, then closes. Later calls fail with STORE_UNAVAILABLE. */
+  close(): Promise<void>;
+}
+
+export interface OpenStoreOptions {
+  /** Open without writing anything; writes fail with STORE_UNAVAILABLE. */
+  readOnly?: boolean;
+  /**
+   * Start from the last transaction that was flushed to disk, as after a power loss, even
+   * when the machine did not reboot (LMDB otherwise resumes at the last committed one after a
+   * process crash). For recovery tools and crash tests.
+   */
+  safeRestore?: boolean;
+}
+
+/** Format of what this code writes; bump on any change to keys or values, with a migration. */
+export const STORE_FORMAT = { version: 1, encoding: 'json' } as const;
+const FORMAT_KEY = 'store.format';
+
+const DB_NAMES = ['apps', 'apps-by-name', 'keys', 'keys-by-label', 'nonces', 'nonces-by-expiry', 'audit', 'meta'] as const;
+type DbName = (typeof DB_NAMES)[number];
+
+export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): Promise<Store> {
+  const readOnly = opts.readOnly === true;
+  const root = resolve(dataDir);
+  const path = join(root, 'db');
+  if (readOnly) {
+    if (!existsSync(join(path, 'data.mdb'))) {
+      fail(Codes.STORE_UNAVAILABLE, 503, `${root} 中没有存储`, `no store in ${root} (nothing at ${path}/data.mdb)`, { dataDir: root });
+    }
+  } else {
+    prepareDir(root, path);
+  }
+  const problem = environmentFileProblem(join(path, 'data.mdb'));
+  if (problem !== undefined) {
+    fail(Codes.STORE_UNAVAILABLE, 503, `无法打开 ${root} 中的存储：${problem}`, `cannot open the store in ${root}: ${problem}`, { dataDir: root, reason: problem });
+  }
+
+  let env: RootDatabase;
+  // safeRestore is an lmdb-js 3.5 open option (open.js) missing from its .d.ts.
+  const options: RootDatabaseOptionsWithPath & { safeRestore?: boolean } = {
+    path,
+    readOnly,
+    maxDbs: 16,
+    pageSize: 4096,
+    // Values are JSON: stable across msgpackr versions, readable by any tool, and the shape
+    // a PostgreSQL (jsonb) implementation of the same repositories will keep.
+    encoding: 'json',
+    compression: false,
+    cache: false,
+    useVersions: false,
+    // One transaction per event turn; a resolved write is committed, `flushed` = fsynced
+    // (durable.ts). overlappingSync only exists for writers.
+    eventTurnBatching: true,
+    commitDelay: 0,
+    strictAsyncOrder: true,
+    ...(readOnly ? {} : { overlappingSync: true }),
+    noSync: false,
+    noMetaSync: false,
+    useWritemap: false,
+    safeRestore: opts.safeRestore === true,
+  };
+  try {
+    env = open(options);
+  } catch (e) {
+    throw openError(root, e);
+  }
+
+  const state: StoreState = { dataDir: root, readOnly, closed: false };
+  try {
+    const dbs = {} as Record<DbName, Database<any, any>>;
+    for (const name of DB_NAMES) {
+      const db = env.openDB({ name, encoding: 'json', ...(name === 'audit' ? { keyEncoding: 'uint32' as const } : {}) });
+      if (!db) throw new Error(`database "${name}" is missing (store never initialised by a writer)`);
+      dbs[name] = db;
+    }
+    const format = dbs.meta.get(FORMAT_KEY) as { version: number } | undefined;
+    if (format === undefined) {
+      if (readOnly) throw new Error('store format record is missing');
+      await dbs.meta.put(FORMAT_KEY, STORE_FORMAT);
+      await env.flushed;
+    } else if (format.version !== STORE_FORMAT.version) {
+      throw new Error(`store format ${format.version} is not supported by this build (expects ${STORE_FORMAT.version})`);
+    }
+
+    const writer = new Writer(env, state);
+    const auditStorage = new LmdbAuditStorage(dbs.audit as Database<AuditRecord, number>, dbs.meta, writer);
+    const store: Store = {
+      apps: new LmdbAppRepository(dbs.apps as Database<AppRecord, string>, dbs['apps-by-name'], auditStorage, writer),
+      keys: new LmdbKeyRegistry(dbs.keys as Database<KeyRecord, string>, dbs['keys-by-label'], writer),
+      nonces: new LmdbNonceRepository(dbs.nonces, dbs['nonces-by-expiry'], writer),
+      audit: createAuditLog(auditStorage),
+      meta: new LmdbMetaRepository(dbs.meta, writer),
+
+      async check() {
+        assertOpen(state);
+        try {
+          await access(join(path, 'data.mdb'), readOnly ? fsc.R_OK : fsc.R_OK | fsc.W_OK);
+          if (dbs.meta.get(FORMAT_KEY) === undefined) throw new Error('store format record is missing');
+        } catch (e) {
+          throw unavailable(state, 'check failed', e);
+        }
+      },
+
+      async backup(target: string) {
+        assertOpen(state);
+        const targetRoot = resolve(target);
+        const targetDb = join(targetRoot, 'db');
+        if (targetDb === path) fail(Codes.BAD_REQUEST, 400, '不能备份到存储自身', 'cannot back up a store onto itself');
+        try {
+          await mkdir(targetDb, { recursive: true });
+        } catch (e) {
+          throw unwritable(targetRoot, e);
+        }
+        if (readdirSync(targetDb).length > 0) {
+          fail(Codes.BAD_REQUEST, 400, `${targetDb} 不是空目录`, `backup target ${targetDb} is not empty`, { path: targetRoot });
+        }
+        try {
+          await env.backup(targetDb, true);
+          // Make the copy itself durable before saying it exists.
+          const fh = await openFile(join(targetDb, 'data.mdb'), 'r+');
+          try {
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+        } catch (e) {
+          throw unavailable(state, `backup to ${targetDb} failed`, e);
+        }
+      },
+
+      async close() {
+        if (state.closed) return;
+        state.closed = true;
+        try {
+          if (!readOnly) await env.flushed;
+        } finally {
+          await env.close();
+        }
+      },
+    };
+    return store;
+  } catch (e) {
+    state.closed = true;
+    await env.close().catch(() => undefined);
+    if (e instanceof YiqianError) throw e;
+    throw openError(root, e);
+  }
+}
+
+function prepareDir(root: string, path: string): void {
+  try {
+    mkdirSync(path, { recursive: true });
+    if (!statSync(path).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    // Root passes any mode check; this catches the non-root service user and read-only mounts
+    // are caught when LMDB opens the file (EROFS → openError).
+    accessSync(path, fsc.W_OK | fsc.X_OK);
+  } catch (e) {
+    throw unwritable(root, e);
+  }
+}
+
+function unwritable(root: string, e: unknown): YiqianError {
+  const reason = reasonOf(e);
+  return new YiqianError(
+    Codes.DATA_DIR_UNWRITABLE,
+    500,
+    { zh: `数据目录 ${root} 不可写：${reason}`, en: `data directory ${root} is not writable: ${reason}` },
+    { path: root, reason },
+    { cause: e },
+  );
+}
+
+function openError(root: string, e: unknown): YiqianError {
+  const code = (e as { code?: unknown }).code;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || /permission denied|read-only file system/i.test(msg)) {
+    return unwritable(root, e);
+  }
+  const reason = msg.split('\n')[0];
+  return new YiqianError(
+    Codes.STORE_UNAVAILABLE,
+    503,
+    { zh: `无法打开 ${root} 中的存储：${reason}`, en: `cannot open the store in ${root}: ${reason}` },
+    { dataDir: root, reason },
+    { cause: e },
+  );
+}
+
+function reasonOf(e: unknown): string {
+  const code = (e as { code?: unknown }).code;
+  switch (code) {
+    case 'ENOTDIR':
+      return 'ENOTDIR: a component of the path is a regular file, not a directory';
+    case 'EEXIST':
+      return 'EEXIST: the path exists and is not a directory';
+    case 'EACCES':
+    case 'EPERM':
+      return `${code}: permission denied`;
+    case 'EROFS':
+      return 'EROFS: read-only file system';
+    case 'ENOSPC':
+      return 'ENOSPC: no space left on device';
+    default:
+      return e instanceof Error ? e.message.split('\n')[0] : String(e);
+  }
+}

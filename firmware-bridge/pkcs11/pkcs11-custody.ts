@@ -1,0 +1,607 @@
+// KeyCustody over a PKCS#11 token (ARCHITECTURE.md §3), modelled on step-ca's kms/pkcs11.
+//
+// Two custody modes:
+//  - hsm: the private key is a token object (CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, never
+//    extractable); C_Sign does the work. ECDSA P-256/P-384, RSA 2048/3072/4096, and SM2 when
+//    the token has vendor SM2 mechanisms (VendorSm2Profile from config).
+//  - wrapped: SM2 on a token without SM2 (SoftHSM2). The scalar is made in process, wrapped
+//    under the token's AES-256 KEK, and only the ciphertext is stored (registry); it is
+//    unwrapped into memory once, when a signer is first asked for.
+//
+// Every key has a KeyRecord in the registry (the inventory). Key references are the record's
+// RFC 7512 URI or its id. For a wrapped key the URI names the key in this custody's namespace
+// (resolved through the registry, not a token object); its kekUri names the token object.
+//
+// list() returns every registry record. A record whose token object (or KEK) is missing is still
+// returned — KeyInfo has no field for it — and reported with log.warn; checkInventory() returns
+// those problems to callers that want them (inspection report, /readyz).
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { monotonicFactory } from 'ulid';
+import type {
+  CustodyHealth,
+  CustodyMode,
+  KeyAlgorithm,
+  KeyCustody,
+  KeyInfo,
+  KeyRecord,
+  KeyRegistry,
+  KeySpec,
+  Signer,
+  SignOptions,
+} from '../../appliance/src/crypto/interfaces.js';
+import { YiqianError, Codes } from '../../appliance/src/errors.js';
+import { log } from '../../appliance/src/log.js';
+import { ck, findObjects, isLoggedIn, pkcs11Error, readAttribute, type Pkcs11Module, type Template } from './pkcs11-module.js';
+import { Pkcs11SessionPool, type HsmObserver, type PooledSession } from './session-pool.js';
+import { badRequest, isCkr, keyExists, keyNotFound, mechanismUnsupported, recoveryFor, unwrapFailed } from './pkcs11-errors.js';
+import { formatPkcs11Uri, parsePkcs11Uri, pkcs11UriMatches } from './pkcs11-uri.js';
+import { EC_CURVES, RSA_BITS, ecPointFromAttribute, ecSpki, rsaSpki } from './public-key-info.js';
+import { ecdsaSignStep, rsaSignStep, type HsmSignStep } from './sign-mechanisms.js';
+import { WRAP_MECHANISMS, createKek, findKek, unwrapScalar, wrapScalar, type WrapMechanismName } from './key-wrap.js';
+import { SM2_DEFAULT_ID, checkSm2Profile, profileMechanismText, sm2ProfileSignStep, type VendorSm2Profile } from './vendor-sm2-profile.js';
+
+export type { VendorSm2Profile } from './vendor-sm2-profile.js';
+export type { HsmObserver, HsmOperationEvent } from './session-pool.js';
+
+const clog = log.child({ component: 'pkcs11-custody' });
+
+/**
+ * SM2 done in process, injected (the lead wires it from appliance/src/crypto/sm2.ts) so that
+ * firmware-bridge does not depend on the crypto suite.
+ */
+export interface SoftwareSm2 {
+  /** New key pair: 32-byte scalar d, 65-byte public point 04‖X‖Y. */
+  generate(): { privateKey: Buffer; publicKey: Buffer };
+  /** Signer over a scalar (DER signatures, SM3 with Z_A; honours SignOptions.sm2Id / prehashed). */
+  signer(d: Buffer): Signer;
+  /** SPKI DER for a 65-byte public point. */
+  spki(publicKey: Buffer): Buffer;
+  /**
+   * e = SM3(Z_A ‖ M) (GB/T 32918.2 §6.1 A1–A4) for a public point; default ID when `id` is
+   * absent. Required only with a VendorSm2Profile whose signInput is 'digest-e'.
+   */
+  digest?(publicKey: Buffer, message: Buffer, id?: Buffer): Buffer | Promise<Buffer>;
+}
+
+export interface Pkcs11Options {
+  /** PKCS#11 library path. */
+  module: string;
+  tokenLabel: string;
+  pin: string;
+  /** Sessions in the pool (default 4). */
+  poolSize?: number;
+  /** Label of the AES-256 key-encryption key for wrapped keys (default 'yiqian-kek'). */
+  kekLabel?: string;
+  /** Vendor SM2 mechanisms; without it SM2 keys are wrapped. */
+  sm2Profile?: VendorSm2Profile;
+  softwareSm2: SoftwareSm2;
+  observer?: HsmObserver;
+  /** Injection point for a test double; default loads the library with pkcs11js. */
+  loadModule?: (path: string) => Pkcs11Module;
+  /** Key-wrap mechanism for new wrapped keys (default CKM_AES_KEY_WRAP_PAD; existing records keep theirs). */
+  wrapMechanism?: WrapMechanismName;
+  /** After a failed re-initialisation, fail fast for this long before trying again (default 1000 ms). */
+  reconnectIntervalMs?: number;
+  /** Called after the module was re-initialised (wire the TLS engine's invalidateSessions here). */
+  onReinitialize?: () => void;
+}
+
+export interface InventoryProblem {
+  id: string;
+  label: string;
+  problem: 'token-object-missing' | 'kek-missing' | 'other-token';
+  detail: string;
+}
+
+export interface Pkcs11Custody extends KeyCustody {
+  readonly tokenLabel: string;
+  /** Registry records whose key material is not where the record says (never throws for missing keys). */
+  checkInventory(): Promise<InventoryProblem[]>;
+}
+
+const ALGORITHMS: readonly KeyAlgorithm[] = ['sm2', 'ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096'];
+const PRIVATE = ck.CKO_PRIVATE_KEY;
+const PUBLIC = ck.CKO_PUBLIC_KEY;
+
+export async function openPkcs11Custody(opts: Pkcs11Options, registry: KeyRegistry): Promise<Pkcs11Custody> {
+  if (!opts.softwareSm2) throw new YiqianError(Codes.CONFIG_INVALID, 500, { zh: '缺少软件 SM2 实现', en: 'softwareSm2 is required' });
+  const profile = opts.sm2Profile ? checkSm2Profile(opts.sm2Profile) : undefined;
+  if (profile?.signInput === 'digest-e' && !opts.softwareSm2.digest) {
+    throw new YiqianError(Codes.CONFIG_INVALID, 500, {
+      zh: `SM2 厂商配置 "${profile.name}" 需要在主机上计算 e，但软件 SM2 未提供 digest()`,
+      en: `vendor SM2 profile "${profile.name}" takes e = SM3(Z‖M), but softwareSm2.digest is not provided`,
+    });
+  }
+  const wrapName = opts.wrapMechanism ?? 'CKM_AES_KEY_WRAP_PAD';
+  if (!(wrapName in WRAP_MECHANISMS)) throw new YiqianError(Codes.CONFIG_INVALID, 500, { zh: '未知的密钥封装机制', en: `unknown wrap mechanism ${String(wrapName)}` });
+  const pool = await Pkcs11SessionPool.open({
+    module: opts.module,
+    tokenLabel: opts.tokenLabel,
+    pin: opts.pin,
+    poolSize: opts.poolSize,
+    observer: opts.observer,
+    loadModule: opts.loadModule,
+    reconnectIntervalMs: opts.reconnectIntervalMs,
+    onReinitialize: opts.onReinitialize,
+  });
+  return new Pkcs11KeyCustody(pool, registry, opts, profile, wrapName);
+}
+
+interface CachedHandle {
+  handle: Buffer;
+  epoch: number;
+}
+
+class Pkcs11KeyCustody implements Pkcs11Custody {
+  readonly tokenLabel: string;
+  private readonly kekLabel: string;
+  private readonly nextId = monotonicFactory();
+  private readonly handles = new Map<string, CachedHandle>();
+  private readonly signers = new Map<string, Promise<Signer>>();
+  private readonly generating = new Set<string>();
+  private kekReady: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: Pkcs11SessionPool,
+    private readonly registry: KeyRegistry,
+    private readonly opts: Pkcs11Options,
+    private readonly profile: Required<VendorSm2Profile> | undefined,
+    private readonly wrapName: WrapMechanismName,
+  ) {
+    this.tokenLabel = opts.tokenLabel;
+    this.kekLabel = opts.kekLabel ?? 'yiqian-kek';
+  }
+
+  // ---------------------------------------------------------------- generate
+
+  async generate(spec: KeySpec): Promise<KeyInfo> {
+    this.checkSpec(spec);
+    const mode: CustodyMode = spec.mode ?? (spec.algorithm === 'sm2' && !this.profile ? 'wrapped' : 'hsm');
+    if (mode === 'wrapped' && spec.algorithm !== 'sm2') {
+      throw new YiqianError(Codes.UNSUPPORTED_ALGORITHM, 400, {
+        zh: `${spec.algorithm} 密钥在密码设备内生成和使用（hsm 模式），不支持封装模式`,
+        en: `${spec.algorithm} keys live in the HSM (hsm mode); wrapped mode is for SM2 on tokens without SM2`,
+      });
+    }
+    if (mode === 'hsm' && spec.algorithm === 'sm2' && !this.profile) {
+      throw mechanismUnsupported(
+        `token "${this.tokenLabel}" has no SM2 profile configured: SM2 keys can only be wrapped`,
+        `令牌 "${this.tokenLabel}" 未配置 SM2 厂商机制：SM2 密钥只能使用封装模式`,
+      );
+    }
+    if (spec.label === this.kekLabel) throw keyExists(spec.label, 'it is the label of the key-encryption key');
+    if (this.generating.has(spec.label)) throw keyExists(spec.label, 'being generated right now');
+    this.generating.add(spec.label);
+    try {
+      if (await this.registry.getByLabel(spec.label)) throw keyExists(spec.label, 'key inventory');
+      await this.pool.run('find', async (p11, s) => {
+        if (findObjects(p11, s.handle, [{ type: ck.CKA_LABEL, value: spec.label }], 1).length > 0) throw keyExists(spec.label, `an object on token "${this.tokenLabel}"`);
+      });
+      const record = mode === 'wrapped' ? await this.generateWrapped(spec) : await this.generateInToken(spec);
+      return toKeyInfo(record);
+    } finally {
+      this.generating.delete(spec.label);
+    }
+  }
+
+  private checkSpec(spec: KeySpec): void {
+    if (!spec || !ALGORITHMS.includes(spec.algorithm)) {
+      throw new YiqianError(Codes.UNSUPPORTED_ALGORITHM, 400, { zh: `不支持的密钥算法 ${String(spec?.algorithm)}`, en: `unsupported key algorithm ${String(spec?.algorithm)}` });
+    }
+    if (typeof spec.label !== 'string' || spec.label.length === 0 || Buffer.byteLength(spec.label) > 128 || /[\p{Cc}]/u.test(spec.label) || spec.label.trim() !== spec.label) {
+      throw badRequest('label must be 1–128 bytes of UTF-8 without control characters or surrounding blanks', '标签必须为1至128字节的UTF-8文本，不含控制字符和首尾空白', { label: spec.label });
+    }
+    if (typeof spec.purpose !== 'string' || spec.purpose.trim() === '') throw badRequest('purpose is required (key inventory)', '必须说明密钥用途（密钥清单）');
+    if (spec.mode !== undefined && spec.mode !== 'hsm' && spec.mode !== 'wrapped') throw badRequest(`unknown custody mode ${String(spec.mode)}`, `未知的密钥保管模式 ${String(spec.mode)}`);
+  }
+
+  private keyUri(label: string, id?: Buffer): string {
+    return formatPkcs11Uri({ token: this.tokenLabel, object: label, type: 'private', id });
+  }
+
+  private kekUri(label = this.kekLabel): string {
+    return formatPkcs11Uri({ token: this.tokenLabel, object: label, type: 'secret-key' });
+  }
+
+  private async generateInToken(spec: KeySpec): Promise<KeyRecord> {
+    const ckaId = randomBytes(16);
+    const common = (cls: number): Template => [
+      { type: ck.CKA_CLASS, value: cls },
+      { type: ck.CKA_TOKEN, value: true },
+      { type: ck.CKA_LABEL, value: spec.label },
+      { type: ck.CKA_ID, value: ckaId },
+    ];
+    const privateTemplate: Template = [
+      ...common(PRIVATE),
+      { type: ck.CKA_PRIVATE, value: true },
+      { type: ck.CKA_SENSITIVE, value: true },
+      { type: ck.CKA_EXTRACTABLE, value: false },
+      { type: ck.CKA_SIGN, value: true },
+    ];
+    const publicTemplate: Template = [...common(PUBLIC), { type: ck.CKA_PRIVATE, value: false }, { type: ck.CKA_VERIFY, value: true }];
+    let mechanism: number;
+    let mechanismText: string;
+    let readSpki: (p11: Pkcs11Module, s: Buffer, pub: Buffer) => Buffer;
+    const curve = EC_CURVES[spec.algorithm];
+    const bits = RSA_BITS[spec.algorithm];
+    if (curve) {
+      mechanism = ck.CKM_EC_KEY_PAIR_GEN;
+      mechanismText = 'CKM_ECDSA';
+      publicTemplate.push({ type: ck.CKA_KEY_TYPE, value: ck.CKK_EC }, { type: ck.CKA_EC_PARAMS, value: curve.params });
+      privateTemplate.push({ type: ck.CKA_KEY_TYPE, value: ck.CKK_EC });
+      readSpki = (p11, s, pub) => ecSpki(curve, ecPointFromAttribute(mustRead(p11, s, pub, ck.CKA_EC_POINT, 'CKA_EC_POINT'), curve.size));
+    } else if (bits) {
+      mechanism = ck.CKM_RSA_PKCS_KEY_PAIR_GEN;
+      mechanismText = 'CKM_RSA_PKCS / CKM_RSA_PKCS_PSS';
+      publicTemplate.push(
+        { type: ck.CKA_KEY_TYPE, value: ck.CKK_RSA },
+        { type: ck.CKA_MODULUS_BITS, value: bits },
+        { type: ck.CKA_PUBLIC_EXPONENT, value: Buffer.from([0x01, 0x00, 0x01]) },
+        { type: ck.CKA_ENCRYPT, value: false },
+      );
+      privateTemplate.push({ type: ck.CKA_KEY_TYPE, value: ck.CKK_RSA }, { type: ck.CKA_DECRYPT, value: false });
+      readSpki = (p11, s, pub) => rsaSpki(mustRead(p11, s, pub, ck.CKA_MODULUS, 'CKA_MODULUS'), mustRead(p11, s, pub, ck.CKA_PUBLIC_EXPONENT, 'CKA_PUBLIC_EXPONENT'));
+    } else {
+      const p = this.profile as Required<VendorSm2Profile>;
+      mechanism = p.keyGenMechanism;
+      mechanismText = profileMechanismText(p);
+      publicTemplate.push({ type: ck.CKA_KEY_TYPE, value: p.keyType }, { type: ck.CKA_EC_PARAMS, value: p.ecParams });
+      privateTemplate.push({ type: ck.CKA_KEY_TYPE, value: p.keyType });
+      readSpki = (p11, s, pub) => this.opts.softwareSm2.spki(ecPointFromAttribute(mustRead(p11, s, pub, ck.CKA_EC_POINT, 'CKA_EC_POINT'), 32));
+    }
+
+    const { spki, priv } = await this.pool.run('generate', async (p11, s) => {
+      const pair = await p11.C_GenerateKeyPairAsync(s.handle, { mechanism }, publicTemplate, privateTemplate);
+      try {
+        return { spki: readSpki(p11, s.handle, pair.publicKey), priv: pair.privateKey };
+      } catch (e) {
+        destroyQuietly(p11, s.handle, [pair.privateKey, pair.publicKey]);
+        throw e;
+      }
+    });
+    const record: KeyRecord = {
+      id: this.nextId(),
+      uri: this.keyUri(spec.label, ckaId),
+      label: spec.label,
+      algorithm: spec.algorithm,
+      mode: 'hsm',
+      token: this.tokenLabel,
+      mechanism: mechanismText,
+      createdAt: new Date().toISOString(),
+      purpose: spec.purpose,
+      publicKeyInfo: spki.toString('base64'),
+    };
+    try {
+      await this.registry.put(record);
+    } catch (e) {
+      // Nothing half-written stays behind: a key without an inventory record is removed.
+      await this.destroyTokenObjects(record).catch((err) => clog.error({ err, label: spec.label }, 'could not remove token objects after the registry write failed'));
+      throw e;
+    }
+    this.handles.set(record.label, { handle: priv, epoch: this.pool.epoch });
+    clog.info({ id: record.id, label: record.label, algorithm: record.algorithm, mode: record.mode }, 'key generated in the token');
+    return record;
+  }
+
+  private async ensureKek(): Promise<void> {
+    this.kekReady ??= this.pool
+      .run('kek', async (p11, s) => {
+        if (findKek(p11, s.handle, this.kekLabel)) return;
+        await createKek(p11, s.handle, this.kekLabel);
+        clog.info({ token: this.tokenLabel, kek: this.kekLabel }, 'key-encryption key created in the token');
+      })
+      .catch((e) => {
+        this.kekReady = undefined;
+        throw e;
+      });
+    return this.kekReady;
+  }
+
+  private async generateWrapped(spec: KeySpec): Promise<KeyRecord> {
+    await this.ensureKek();
+    const mechanism = WRAP_MECHANISMS[this.wrapName];
+    const { privateKey: d, publicKey } = this.opts.softwareSm2.generate();
+    let wrapped: Buffer;
+    let spki: Buffer;
+    try {
+      if (d.length !== 32 || publicKey.length !== 65) throw new YiqianError(Codes.INTERNAL, 500, { zh: 'SM2 密钥长度错误', en: 'softwareSm2.generate returned a malformed key' });
+      spki = this.opts.softwareSm2.spki(publicKey);
+      wrapped = await this.pool.run('wrap', async (p11, s) => {
+        const kek = findKek(p11, s.handle, this.kekLabel);
+        if (!kek) {
+          this.kekReady = undefined;
+          this.pool.probeToken();
+          throw unwrapFailed(spec.label, `the key-encryption key "${this.kekLabel}" disappeared from the token`);
+        }
+        const ct = await wrapScalar(p11, s.handle, kek, mechanism, d);
+        // Never store a ciphertext that does not unwrap to the key (e.g. a token whose padded wrap is broken).
+        const back = await unwrapScalar(p11, s.handle, kek, mechanism, ct);
+        try {
+          if (back.length !== d.length || !timingSafeEqual(back, d)) throw unwrapFailed(spec.label, `${this.wrapName} round trip did not return the key`);
+        } finally {
+          back.fill(0);
+        }
+        return ct;
+      });
+    } finally {
+      d.fill(0);
+    }
+    const record: KeyRecord = {
+      id: this.nextId(),
+      uri: this.keyUri(spec.label),
+      label: spec.label,
+      algorithm: 'sm2',
+      mode: 'wrapped',
+      token: this.tokenLabel,
+      kekUri: this.kekUri(),
+      mechanism: `in-process SM2 under ${this.wrapName}`,
+      createdAt: new Date().toISOString(),
+      purpose: spec.purpose,
+      publicKeyInfo: spki.toString('base64'),
+      wrappedKey: wrapped.toString('base64'),
+    };
+    await this.registry.put(record);
+    clog.info({ id: record.id, label: record.label, kek: record.kekUri }, 'SM2 key generated in process and stored wrapped');
+    return record;
+  }
+
+  // ---------------------------------------------------------------- use
+
+  async signer(ref: string): Promise<Signer> {
+    const record = await this.resolve(ref);
+    let p = this.signers.get(record.id);
+    if (!p) {
+      p = record.mode === 'wrapped' ? this.unwrapSigner(record) : this.tokenSigner(record);
+      this.signers.set(record.id, p);
+      p.catch(() => this.signers.delete(record.id));
+    }
+    return p;
+  }
+
+  async publicKey(ref: string): Promise<Buffer> {
+    const record = await this.resolve(ref);
+    return Buffer.from(record.publicKeyInfo, 'base64');
+  }
+
+  private async tokenSigner(record: KeyRecord): Promise<Signer> {
+    // Fail early if the key is not on the token (also warms the handle cache).
+    await this.pool.run('find', async (p11, s) => {
+      this.privateHandle(p11, s, record);
+    });
+    const spki = Buffer.from(record.publicKeyInfo, 'base64');
+    const curve = EC_CURVES[record.algorithm];
+    const bits = RSA_BITS[record.algorithm];
+    let step: (data: Buffer, opts?: SignOptions) => Promise<HsmSignStep>;
+    if (curve) step = async (data, opts) => ecdsaSignStep(curve, data, opts);
+    else if (bits) step = async (data, opts) => rsaSignStep(bits, data, opts);
+    else if (record.algorithm === 'sm2' && this.profile) {
+      const profile = this.profile;
+      const point = spki.subarray(spki.length - 65);
+      const digest = this.opts.softwareSm2.digest?.bind(this.opts.softwareSm2);
+      step = (data, opts) =>
+        sm2ProfileSignStep(profile, data, opts, async (m, id) => {
+          if (!digest) throw mechanismUnsupported('softwareSm2.digest is missing', '缺少 softwareSm2.digest');
+          return Buffer.from(await digest(point, m, id.equals(SM2_DEFAULT_ID) ? undefined : id));
+        });
+    } else {
+      throw mechanismUnsupported(`key "${record.label}" needs a vendor SM2 profile, and none is configured`, `密钥 "${record.label}" 需要 SM2 厂商配置，但未配置`);
+    }
+    return {
+      algorithm: record.algorithm,
+      publicKeyInfo: spki,
+      sign: async (data: Buffer, opts?: SignOptions) => {
+        if (!Buffer.isBuffer(data)) throw badRequest('data to sign must be bytes', '待签名数据必须是字节');
+        const st = await step(data, opts);
+        return this.pool.run('sign', async (p11, s) => {
+          let handle = this.privateHandle(p11, s, record);
+          try {
+            p11.C_SignInit(s.handle, st.mechanism, handle);
+          } catch (e) {
+            if (!isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
+            // Handles change when the token logs out or the module is re-initialised: look it up again.
+            this.handles.delete(record.label);
+            handle = this.privateHandle(p11, s, record);
+            p11.C_SignInit(s.handle, st.mechanism, handle);
+          }
+          const raw = await p11.C_SignAsync(s.handle, st.input, Buffer.alloc(st.outLen));
+          return st.finish(raw);
+        });
+      },
+    };
+  }
+
+  /** Private key handle for a record: cached per pool epoch, else found by label and CKA_ID. */
+  private privateHandle(p11: Pkcs11Module, s: PooledSession, record: KeyRecord): Buffer {
+    const cached = this.handles.get(record.label);
+    if (cached && cached.epoch === s.epoch) return cached.handle;
+    const found = findObjects(p11, s.handle, this.objectTemplate(record, PRIVATE), 2);
+    if (found.length === 0) {
+      this.pool.probeToken(); // a token that stopped answering is HSM_UNAVAILABLE, not a missing key
+      // Private objects are invisible when the token is logged out: recover the login, not "missing key".
+      if (!isLoggedIn(p11, s.handle)) throw pkcs11Error(ck.CKR_USER_NOT_LOGGED_IN, 'C_FindObjects');
+      throw keyNotFound(record.uri, `the private key is not on token "${this.tokenLabel}"`);
+    }
+    if (found.length > 1) clog.warn({ label: record.label }, 'more than one private key matches the label and CKA_ID; using the first');
+    this.handles.set(record.label, { handle: found[0], epoch: s.epoch });
+    return found[0];
+  }
+
+  private objectTemplate(record: KeyRecord, cls: number): Template {
+    const t: Template = [
+      { type: ck.CKA_CLASS, value: cls },
+      { type: ck.CKA_LABEL, value: record.label },
+    ];
+    const id = parsePkcs11Uri(record.uri).id;
+    if (id) t.push({ type: ck.CKA_ID, value: id });
+    return t;
+  }
+
+  private async unwrapSigner(record: KeyRecord): Promise<Signer> {
+    if (!record.wrappedKey || !record.kekUri) throw unwrapFailed(record.label, 'the record has no wrapped key or KEK URI');
+    const kekLabel = parsePkcs11Uri(record.kekUri).object;
+    const mechName = (Object.keys(WRAP_MECHANISMS) as WrapMechanismName[]).find((n) => record.mechanism.endsWith(`under ${n}`));
+    if (!kekLabel || !mechName) throw unwrapFailed(record.label, `cannot tell the KEK or wrap mechanism from the record (${record.mechanism})`);
+    if (parsePkcs11Uri(record.kekUri).token !== this.tokenLabel) throw unwrapFailed(record.label, `its KEK is on another token (${record.kekUri})`);
+    const wrapped = Buffer.from(record.wrappedKey, 'base64');
+    const d = await this.pool.run('unwrap', async (p11, s) => {
+      const kek = findKek(p11, s.handle, kekLabel);
+      if (!kek) {
+        this.pool.probeToken();
+        throw unwrapFailed(record.label, `the key-encryption key "${kekLabel}" is not on token "${this.tokenLabel}"`);
+      }
+      try {
+        return await unwrapScalar(p11, s.handle, kek, WRAP_MECHANISMS[mechName], wrapped);
+      } catch (e) {
+        if (recoveryFor(e) !== 'none') throw e;
+        throw unwrapFailed(record.label, `C_UnwrapKey failed (${e instanceof Error ? e.message : String(e)})`, e);
+      }
+    });
+    try {
+      if (d.length !== 32) throw unwrapFailed(record.label, `unwrapped ${d.length} bytes, expected a 32-byte scalar`);
+      let signer: Signer;
+      try {
+        signer = this.opts.softwareSm2.signer(Buffer.from(d));
+      } catch (e) {
+        throw unwrapFailed(record.label, 'the unwrapped value is not a valid SM2 private key', e);
+      }
+      if (!signer.publicKeyInfo.equals(Buffer.from(record.publicKeyInfo, 'base64'))) {
+        throw unwrapFailed(record.label, 'the unwrapped key does not match the recorded public key');
+      }
+      clog.info({ id: record.id, label: record.label }, 'wrapped SM2 key unwrapped into memory');
+      return signer;
+    } finally {
+      d.fill(0);
+    }
+  }
+
+  // ---------------------------------------------------------------- inventory
+
+  async list(): Promise<KeyInfo[]> {
+    const records = await this.registry.list();
+    try {
+      for (const p of await this.checkRecords(records)) clog.warn({ ...p, token: this.tokenLabel }, `key inventory: ${p.detail}`);
+    } catch (e) {
+      clog.warn({ err: e instanceof YiqianError ? e.text.en : String(e) }, 'key inventory: could not check the records against the token');
+    }
+    return records.map(toKeyInfo);
+  }
+
+  async checkInventory(): Promise<InventoryProblem[]> {
+    return this.checkRecords(await this.registry.list());
+  }
+
+  private async checkRecords(records: KeyRecord[]): Promise<InventoryProblem[]> {
+    if (records.length === 0) return [];
+    return this.pool.run('find', async (p11, s) => {
+      const problems: InventoryProblem[] = [];
+      const kekPresent = new Map<string, boolean>();
+      for (const r of records) {
+        if (r.token !== this.tokenLabel) {
+          problems.push({ id: r.id, label: r.label, problem: 'other-token', detail: `key "${r.label}" belongs to token "${r.token}", not checked` });
+        } else if (r.mode === 'hsm') {
+          if (findObjects(p11, s.handle, this.objectTemplate(r, PRIVATE), 1).length === 0) {
+            problems.push({ id: r.id, label: r.label, problem: 'token-object-missing', detail: `private key "${r.label}" is in the inventory but not on token "${this.tokenLabel}"` });
+          }
+        } else {
+          const kek = r.kekUri ? parsePkcs11Uri(r.kekUri).object : undefined;
+          if (kek === undefined) {
+            problems.push({ id: r.id, label: r.label, problem: 'kek-missing', detail: `wrapped key "${r.label}" names no KEK` });
+            continue;
+          }
+          if (!kekPresent.has(kek)) kekPresent.set(kek, findKek(p11, s.handle, kek) !== undefined);
+          if (!kekPresent.get(kek)) problems.push({ id: r.id, label: r.label, problem: 'kek-missing', detail: `the KEK "${kek}" of wrapped key "${r.label}" is not on token "${this.tokenLabel}"` });
+        }
+      }
+      if (problems.some((p) => p.problem !== 'other-token')) this.pool.probeToken();
+      return problems;
+    });
+  }
+
+  async destroy(ref: string): Promise<void> {
+    const record = await this.resolve(ref);
+    if (record.mode === 'hsm') {
+      const n = await this.destroyTokenObjects(record);
+      if (n === 0) clog.warn({ id: record.id, label: record.label }, 'destroy: the key had no objects left on the token; removing the record');
+    }
+    this.handles.delete(record.label);
+    this.signers.delete(record.id);
+    await this.registry.delete(record.id);
+    clog.info({ id: record.id, label: record.label, mode: record.mode }, 'key destroyed');
+  }
+
+  private async destroyTokenObjects(record: KeyRecord): Promise<number> {
+    return this.pool.run('destroy', async (p11, s) => {
+      const objs = [...findObjects(p11, s.handle, this.objectTemplate(record, PRIVATE), 4), ...findObjects(p11, s.handle, this.objectTemplate(record, PUBLIC), 4)];
+      for (const o of objs) p11.C_DestroyObject(s.handle, o);
+      return objs.length;
+    });
+  }
+
+  /** A key reference: the record's RFC 7512 URI (any subset of its path attributes) or its id. */
+  private async resolve(ref: string): Promise<KeyRecord> {
+    if (typeof ref !== 'string' || ref.length === 0) throw keyNotFound(String(ref), 'empty key reference');
+    if (!/^pkcs11:/i.test(ref)) {
+      const r = await this.registry.get(ref);
+      if (!r) throw keyNotFound(ref, 'no key with this id');
+      return r;
+    }
+    const u = parsePkcs11Uri(ref);
+    if (u.object === undefined && u.id === undefined) {
+      throw new YiqianError(Codes.INVALID_KEY_URI, 400, { zh: '密钥URI必须包含 object 或 id', en: 'a key URI needs an object (label) or id attribute' }, { uri: ref });
+    }
+    if (u.token !== undefined && u.token !== this.tokenLabel) throw keyNotFound(ref, `token "${u.token}" is not this custody's token "${this.tokenLabel}"`);
+    if (u.type !== undefined && u.type !== 'private' && u.type !== 'public') throw keyNotFound(ref, `type=${u.type} does not name a key pair`);
+    const pattern = { ...u, type: undefined, query: undefined };
+    const candidates = u.object !== undefined ? [await this.registry.getByLabel(u.object)] : await this.registry.list();
+    const matches = candidates.filter((r): r is KeyRecord => r !== undefined && pkcs11UriMatches(pattern, parsePkcs11Uri(r.uri)));
+    if (matches.length === 0) throw keyNotFound(ref, 'no key in the inventory matches');
+    if (matches.length > 1) throw new YiqianError(Codes.INVALID_KEY_URI, 400, { zh: '密钥URI匹配多个密钥', en: 'the key URI matches more than one key' }, { uri: ref });
+    return matches[0];
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  async health(): Promise<CustodyHealth> {
+    const h = await this.pool.health();
+    return { ok: h.ok, token: this.tokenLabel, module: this.pool.moduleDescription, reason: h.reason };
+  }
+
+  async close(): Promise<void> {
+    this.signers.clear();
+    this.handles.clear();
+    await this.pool.close();
+  }
+}
+
+function mustRead(p11: Pkcs11Module, s: Buffer, obj: Buffer, type: number, name: string): Buffer {
+  const v = readAttribute(p11, s, obj, type);
+  if (!v) throw new YiqianError(Codes.HSM_ERROR, 500, { zh: `令牌未返回 ${name}`, en: `the token returned no ${name}` });
+  return v;
+}
+
+function destroyQuietly(p11: Pkcs11Module, s: Buffer, objs: Buffer[]): void {
+  for (const o of objs) {
+    try {
+      p11.C_DestroyObject(s, o);
+    } catch (e) {
+      clog.error({ err: e }, 'could not destroy a half-made key object');
+    }
+  }
+}
+
+function toKeyInfo(r: KeyRecord): KeyInfo {
+  const info: KeyInfo = {
+    id: r.id,
+    uri: r.uri,
+    label: r.label,
+    algorithm: r.algorithm,
+    mode: r.mode,
+    token: r.token,
+    mechanism: r.mechanism,
+    createdAt: r.createdAt,
+    purpose: r.purpose,
+    publicKeyInfo: Buffer.from(r.publicKeyInfo, 'base64'),
+  };
+  if (r.kekUri !== undefined) info.kekUri = r.kekUri;
+  return info;
+}
