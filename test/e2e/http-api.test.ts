@@ -493,6 +493,9 @@ t.test('overload: past maxInFlight → 503 OVERLOADED at once, with Retry-After'
   assertProblem(t, shed, 503, 'OVERLOADED');
   t.equal(shed.headers['retry-after'], '1');
   t.ok(tookMs < 1000, `answered immediately (${tookMs} ms), not queued`);
+  const shedPost = await signed(srv.port, sm2, 'POST', '/api/v1/test/echo', { body: '{"x":1}' });
+  assertProblem(t, shedPost, 503, 'OVERLOADED');
+  t.equal(shedPost.headers.connection, 'close', 'an unread body is not drained: the connection closes');
   t.equal((await call(srv.port, 'GET', '/healthz')).status, 200, 'liveness still answers');
   t.equal((await call(srv.port, 'GET', '/metrics')).status, 200, 'metrics still answer');
 

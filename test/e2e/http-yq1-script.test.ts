@@ -94,6 +94,28 @@ for (const algorithm of ['sm2', 'ecdsa-p256'] as const) {
   });
 }
 
+t.test('the worked example of docs/api-auth.md §5, run as written', async (t) => {
+  const doc = readFileSync(resolve(import.meta.dirname, '../../docs/api-auth.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## 5.'));
+  const block = /```sh\n([^]*?)```/.exec(section)?.[1];
+  t.ok(block, 'the section has a shell block');
+  if (!block) return;
+  t.match(block, /^BASE=.*$/m);
+  t.match(block, /^APP=.*$/m);
+  const work = mkdtempSync(join(dir, 'doc-'));
+  writeFileSync(join(work, 'app.key'), readFileSync(apps.sm2.keyFile), { mode: 0o600 });
+  writeFileSync(join(work, 'appliance-ca.pem'), readFileSync(join(dir, 'tls.pem')));
+  // Only the two placeholders change: where the appliance is and which app calls.
+  const script = block.replace(/^BASE=.*$/m, `BASE=${base}`).replace(/^APP=.*$/m, `APP=${apps.sm2.id}`);
+  const res = await new Promise<{ code: number; stdout: string; stderr: string }>((done) =>
+    execFile('bash', ['-euo', 'pipefail', '-c', script], { cwd: work, timeout: 30_000 }, (err, stdout, stderr) =>
+      done({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+    ),
+  );
+  t.equal(res.code, 0, res.stderr);
+  t.same(JSON.parse(res.stdout), { appId: apps.sm2.id, name: 'script-sm2', project: 'his' });
+});
+
 t.test('yq1-request.sh refuses an untrusted certificate unless told', async (t) => {
   const res = await runScript([base, apps.sm2.id, apps.sm2.keyFile, 'GET', '/api/v1/whoami']);
   t.not(res.code, 0);

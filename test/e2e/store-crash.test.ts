@@ -9,10 +9,15 @@
 // - the store is reopened with safeRestore: LMDB starts from the last transaction that was
 //   FLUSHED to disk (what a power loss leaves), not the last one committed;
 // - where strace can run, the child runs under it with every fsync/fdatasync delayed by
-//   20 ms (a slow disk), so the kill lands while commits are still waiting for their flush.
-// With both, acknowledging after commit but before flush loses acknowledged apps and this
-// test fails — checked by removing `await this.env.flushed` from store/durable.ts (several
-// acknowledged ids went missing in every round); with the await in place it passes.
+//   20 ms (a slow disk), so the kill lands while transactions wait for their flush.
+//
+// What it was seen to catch: acknowledging before the write resolved (fixture temporarily
+// printing the id before awaiting create): acknowledged ids missing in all three rounds.
+// What it cannot catch today: dropping `await env.flushed` in store/durable.ts. With
+// lmdb-js 3.5.6 on Linux the commit promise of a transaction resolved only after that
+// transaction's fdatasync in every run traced here (strace, delayed fsync), so the flush
+// wait costs ~nothing and losing it changes nothing measurable — it stays because the
+// documented contract (ARCHITECTURE.md §4) is that only `flushed` means durable.
 import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

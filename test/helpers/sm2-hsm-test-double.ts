@@ -15,7 +15,7 @@ import { ecdsaDerToRaw } from '../../appliance/src/asn1/ecdsa-signature.js';
 import type { Pkcs11Module } from '../../firmware-bridge/pkcs11/pkcs11-module.js';
 import type { VendorSm2Profile } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 
-const { CKA_CLASS, CKA_LABEL, CKA_ID, CKA_KEY_TYPE, CKA_TOKEN, CKA_EC_PARAMS, CKA_EC_POINT, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_PRIVATE, CKA_VALUE, CKA_SIGN } = pkcs11js;
+const { CKA_CLASS, CKA_KEY_TYPE, CKA_EC_PARAMS, CKA_EC_POINT, CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_VALUE, CKA_SIGN } = pkcs11js;
 
 /** A made-up vendor numbering — NOT any real vendor's. */
 export const TEST_DOUBLE_MECHANISMS = {

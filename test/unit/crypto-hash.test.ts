@@ -49,7 +49,7 @@ t.test('HKDF (RFC 5869): test case 1 with SHA-256, and HKDF-SM3 by its definitio
   t.equal(hkdf('sha256', ikm, salt, info, 42).toString('hex'), '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865');
   // Extract-then-expand by hand with HMAC-SM3.
   const prk = hmacByDefinition('sm3', 64, salt, ikm);
-  let tPrev = Buffer.alloc(0);
+  let tPrev: Buffer = Buffer.alloc(0);
   const okm: Buffer[] = [];
   for (let i = 1; okm.length * 32 < 80; i++) {
     tPrev = hmacByDefinition('sm3', 64, prk, Buffer.concat([tPrev, info, Buffer.from([i])]));

@@ -5,7 +5,7 @@ import t from 'tap';
 import { execFile } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { integer, seq, tlv, oid as derOid, bitString, derNull } from '../../appliance/src/crypto/der.js';
 import { SM2P256V1, toBytes } from '../../appliance/src/crypto/ec-curve.js';
@@ -231,51 +231,53 @@ t.test('createSm2Signer', async (t) => {
   t.ok(oks.every(Boolean), '64 concurrent signatures verify');
 });
 
-/** Runs a snippet in a child Node with the same TypeScript loader; returns stdout lines. */
-async function child(env: Record<string, string>, code: string): Promise<string[]> {
+/**
+ * One child Node (with the same TypeScript loader) runs every backend scenario: each imports a
+ * fresh instance of sm2.ts (a distinct ?scenario= URL) after setting the environment, so the
+ * once-per-process backend choice is made anew. Prints one JSON line per scenario.
+ */
+async function runScenarios(scenarios: { name: string; env: Record<string, string | null> }[]): Promise<string[]> {
   const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript') || a.includes('ts-node'));
   const execArgv = loader.length > 0 ? loader : [`--import=${join(ROOT, 'node_modules/@tapjs/typescript/dist/esm/import.mjs')}`];
+  const modUrl = pathToFileURL(join(ROOT, 'appliance/src/crypto/sm2.ts')).href;
+  const code = `
+    const scenarios = ${JSON.stringify(scenarios)};
+    for (const sc of scenarios) {
+      for (const [k, v] of Object.entries(sc.env)) { if (v === null) delete process.env[k]; else process.env[k] = v; }
+      try {
+        const m = await import(${JSON.stringify(modUrl)} + '?scenario=' + sc.name);
+        const v3 = await m.sm2Verify(Buffer.from('${V3.pub.toString('hex')}', 'hex'), Buffer.from('${V3.msg.toString()}'), Buffer.from('${V3.sig.toString('hex')}', 'hex'));
+        const k = m.generateSm2KeyPair();
+        const sig = await m.sm2Sign(k.privateKey, Buffer.from('x'));
+        const ok = await m.sm2Verify(k.publicKey, Buffer.from('x'), sig);
+        const pt = await m.sm2Decrypt(k.privateKey, await m.sm2Encrypt(k.publicKey, Buffer.from('hi')));
+        console.log(JSON.stringify({ scenario: sc.name, backend: m.sm2Backend(), v3, ok, pt: pt.toString() }));
+      } catch (e) {
+        console.log(JSON.stringify({ scenario: sc.name, error: e.message }));
+      }
+    }`;
   const { stdout } = await promisify(execFile)(process.execPath, [...execArgv, '--input-type=module', '-e', code], {
     cwd: ROOT,
-    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', YIQIAN_LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', YIQIAN_LOG_LEVEL: 'warn' },
   });
   return stdout.split('\n').filter(Boolean);
 }
 
-const SNIPPET = `
-const m = await import(${JSON.stringify(join(ROOT, 'appliance/src/crypto/sm2.ts'))});
-const v3 = await m.sm2Verify(Buffer.from('${V3.pub.toString('hex')}', 'hex'), Buffer.from('${V3.msg.toString()}'), Buffer.from('${V3.sig.toString('hex')}', 'hex'));
-const k = m.generateSm2KeyPair();
-const sig = await m.sm2Sign(k.privateKey, Buffer.from('x'));
-const ok = await m.sm2Verify(k.publicKey, Buffer.from('x'), sig);
-const pt = await m.sm2Decrypt(k.privateKey, await m.sm2Encrypt(k.publicKey, Buffer.from('hi')));
-console.log(JSON.stringify({ result: true, backend: m.sm2Backend(), v3, ok, pt: pt.toString() }));
-`;
-
-t.test('backend selection in child processes (run in parallel: each loads TypeScript)', async (t) => {
+t.test('backend selection: YIQIAN_SM2_BACKEND=pure-js switches, a missing addon falls back (child process)', async (t) => {
   const missing = join(ROOT, 'build', 'no-such-addon.node');
   const withAddon = process.env.YIQIAN_ALLOW_NO_ADDON !== '1';
-  const [forcedPure, fallback, refused, forcedAddon] = await Promise.allSettled([
-    child({ YIQIAN_SM2_BACKEND: 'pure-js' }, SNIPPET),
-    child({ YIQIAN_SM2_ADDON: missing, YIQIAN_SM2_BACKEND: '' }, SNIPPET),
-    child({ YIQIAN_SM2_ADDON: missing, YIQIAN_SM2_BACKEND: 'addon' }, SNIPPET),
-    withAddon ? child({ YIQIAN_SM2_BACKEND: 'addon' }, SNIPPET) : Promise.resolve([]),
+  const lines = await runScenarios([
+    { name: 'forced-pure', env: { YIQIAN_SM2_BACKEND: 'pure-js', YIQIAN_SM2_ADDON: null } },
+    { name: 'missing-addon', env: { YIQIAN_SM2_BACKEND: null, YIQIAN_SM2_ADDON: missing } },
+    { name: 'addon-required-missing', env: { YIQIAN_SM2_BACKEND: 'addon', YIQIAN_SM2_ADDON: missing } },
+    ...(withAddon ? [{ name: 'addon-required', env: { YIQIAN_SM2_BACKEND: 'addon', YIQIAN_SM2_ADDON: null } }] : []),
   ]);
-  const lines = (r: PromiseSettledResult<string[]>): string[] => {
-    if (r.status === 'rejected') throw r.reason;
-    return r.value;
-  };
-  const result = (l: string[]): unknown => JSON.parse(l.find((x) => x.includes('"result"')) ?? '{}');
-
-  const pureLines = lines(forcedPure);
-  t.same(result(pureLines), { result: true, backend: 'pure-js', v3: true, ok: true, pt: 'hi' }, 'YIQIAN_SM2_BACKEND=pure-js switches');
-  t.equal(pureLines.filter((l) => l.includes('"level":40') && l.includes('pure-JS')).length, 1, 'one log.warn about the fallback');
-
-  const fallbackLines = lines(fallback);
-  t.match(result(fallbackLines), { backend: 'pure-js', v3: true, ok: true }, 'a missing addon falls back');
-  t.ok(fallbackLines.some((l) => l.includes('"level":40') && l.includes('addon not loaded')), 'and warns');
-
-  t.equal(refused.status, 'rejected', 'YIQIAN_SM2_BACKEND=addon refuses to fall back');
-  if (refused.status === 'rejected') t.match(String(refused.reason), /SM2 addon cannot be loaded/);
-  if (withAddon) t.match(result(lines(forcedAddon)), { backend: 'addon', v3: true, ok: true, pt: 'hi' }, 'YIQIAN_SM2_BACKEND=addon loads it');
+  const result = (name: string): unknown => JSON.parse(lines.find((l) => l.includes(`"scenario":"${name}"`)) ?? '{}');
+  t.same(result('forced-pure'), { scenario: 'forced-pure', backend: 'pure-js', v3: true, ok: true, pt: 'hi' }, 'YIQIAN_SM2_BACKEND=pure-js switches');
+  t.match(result('missing-addon'), { backend: 'pure-js', v3: true, ok: true, pt: 'hi' }, 'a missing addon falls back');
+  t.match(result('addon-required-missing'), { error: /SM2 addon cannot be loaded/ }, 'YIQIAN_SM2_BACKEND=addon refuses to fall back');
+  if (withAddon) t.match(result('addon-required'), { backend: 'addon', v3: true, ok: true, pt: 'hi' }, 'YIQIAN_SM2_BACKEND=addon loads it');
+  const warns = lines.filter((l) => l.includes('"level":40'));
+  t.equal(warns.filter((l) => l.includes('YIQIAN_SM2_BACKEND=pure-js')).length, 1, 'forced fallback logged once (despite several calls)');
+  t.equal(warns.filter((l) => l.includes('addon not loaded')).length, 1, 'missing addon logged once');
 });

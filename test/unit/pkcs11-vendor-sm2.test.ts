@@ -6,7 +6,7 @@ import { makeTestToken } from '../helpers/softhsm.js';
 import { TestDoubleSm2Pkcs11, TEST_DOUBLE_MECHANISMS, testDoubleProfile } from '../helpers/sm2-hsm-test-double.js';
 import { openPkcs11Custody, type Pkcs11Options, type SoftwareSm2 } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import type { KeyRecord, KeyRegistry } from '../../appliance/src/crypto/interfaces.js';
-import { createSm2Signer, generateSm2KeyPair, sm2Digest, sm2SpkiFromPublicKey, sm2Verify, sm2PublicKeyFromSpki } from '../../appliance/src/crypto/sm2.js';
+import { createSm2Signer, sm2Digest, sm2SpkiFromPublicKey, sm2Verify, sm2PublicKeyFromSpki } from '../../appliance/src/crypto/sm2.js';
 import { isYiqianError } from '../../appliance/src/errors.js';
 
 class MemoryKeyRegistry implements KeyRegistry {

@@ -222,13 +222,14 @@ export function sm2PrivateKeyToPem(d: Buffer): string {
   return toPem('PRIVATE KEY', encodeSm2Pkcs8(d, sm2PublicKeyFromPrivate(d)));
 }
 
-/** The 32-byte d from a PKCS#8 "PRIVATE KEY" or SEC1 "EC PRIVATE KEY" PEM of an SM2 key. */
+/** The 32-byte d from a PKCS#8 "PRIVATE KEY" or SEC1 "EC PRIVATE KEY" / "SM2 PRIVATE KEY" PEM of an SM2 key. */
 export function sm2PrivateKeyFromPem(pem: string): Buffer {
   let decoded: DecodedPrivateKey | undefined;
   try {
     for (const block of fromPem(pem)) {
       if (block.label === 'PRIVATE KEY') decoded = decodeSm2Pkcs8(block.der);
-      else if (block.label === 'EC PRIVATE KEY') decoded = decodeSm2Sec1(block.der);
+      // OpenSSL 3.0 `openssl ec` writes SEC1 SM2 keys under the label "SM2 PRIVATE KEY".
+      else if (block.label === 'EC PRIVATE KEY' || block.label === 'SM2 PRIVATE KEY') decoded = decodeSm2Sec1(block.der);
       else if (block.label === 'ENCRYPTED PRIVATE KEY') throw new DerError('encrypted PKCS#8 is not supported here: decrypt it first');
       else continue;
       break;

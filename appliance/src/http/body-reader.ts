@@ -71,14 +71,15 @@ export function readLimited(req: IncomingMessage, limit: number, res?: ServerRes
   });
 }
 
-function hasBody(req: IncomingMessage): boolean {
+/** Whether the request announces a body (chunked, or a non-zero Content-Length). */
+export function expectsBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
 export function bodyReader(limit: number = DEFAULT_BODY_LIMIT): Middleware<HttpState> {
   return async (ctx, next) => {
     const req = ctx.req;
-    if (!hasBody(req)) {
+    if (!expectsBody(req)) {
       ctx.state.rawBody = Buffer.alloc(0);
       return next();
     }

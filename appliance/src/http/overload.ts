@@ -4,6 +4,7 @@
 // really ends, so a request cut by the timeout still holds its slot while its handler runs.
 import type { Middleware } from 'koa';
 import { Codes } from '../errors.js';
+import { expectsBody } from './body-reader.js';
 import { httpError } from './problem.js';
 import type { HttpState } from './state.js';
 
@@ -21,9 +22,11 @@ export function overload(opts: OverloadOptions): Middleware<HttpState> {
   return async (ctx, next) => {
     if (opts.exempt?.(ctx.path)) return next();
     if (inFlight >= opts.maxInFlight) {
+      // An unread body would otherwise be drained by Node to keep the connection: close it instead.
+      const headers: Record<string, string> = expectsBody(ctx.req) ? { 'Retry-After': retryAfter, Connection: 'close' } : { 'Retry-After': retryAfter };
       throw httpError(Codes.OVERLOADED, 503, '服务繁忙，请稍后重试', 'server overloaded, retry later', {
         detail: { retryAfterSeconds: Number(retryAfter) },
-        headers: { 'Retry-After': retryAfter },
+        headers,
       });
     }
     inFlight++;

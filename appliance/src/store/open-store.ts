@@ -152,12 +152,14 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
         }
         try {
           await env.backup(targetDb, true);
-          // Make the copy itself durable before saying it exists.
-          const fh = await openFile(join(targetDb, 'data.mdb'), 'r+');
-          try {
-            await fh.sync();
-          } finally {
-            await fh.close();
+          // Make the copy itself durable before saying it exists: the file, then its name.
+          for (const [p, flags] of [[join(targetDb, 'data.mdb'), 'r+'], [targetDb, 'r']] as const) {
+            const fh = await openFile(p, flags);
+            try {
+              await fh.sync();
+            } finally {
+              await fh.close();
+            }
           }
         } catch (e) {
           throw unavailable(state, `backup to ${targetDb} failed`, e);

@@ -63,6 +63,28 @@ static struct {
   CK_RV last_rv;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .ex_index = -1};
 
+/* OpenSSL error strings of our own library, so that Node's error message (which shows the reason
+ * string, not the extra data) says what went wrong. */
+enum {
+  R_KEY_NOT_FOUND = 100,
+  R_OTHER_TOKEN,
+  R_NOT_EC_KEY,
+  R_PKCS11_ERROR,
+  R_BAD_KEY_ID,
+  R_SIGN_FAILED,
+};
+static int err_lib = 0;
+static ERR_STRING_DATA err_lib_name[] = {{0, "yiqian-pkcs11 engine"}, {0, NULL}};
+static ERR_STRING_DATA err_reasons[] = {
+    {ERR_PACK(0, 0, R_KEY_NOT_FOUND), "private key not found on the token"},
+    {ERR_PACK(0, 0, R_OTHER_TOKEN), "key URI names another token or object type"},
+    {ERR_PACK(0, 0, R_NOT_EC_KEY), "not an ECDSA P-256/P-384 key"},
+    {ERR_PACK(0, 0, R_PKCS11_ERROR), "PKCS#11 call failed"},
+    {ERR_PACK(0, 0, R_BAD_KEY_ID), "key id must be a label or an RFC 7512 URI with object="},
+    {ERR_PACK(0, 0, R_SIGN_FAILED), "PKCS#11 C_Sign failed"},
+    {0, NULL},
+};
+
 /* What the EC_KEY carries (ex_data): how to find its token object again. */
 struct hsm_key {
   char *label;
@@ -208,17 +230,12 @@ static void hsm_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, l
   free(k);
 }
 
-static void raise_error(const char *fmt, const char *arg, CK_RV rv) {
-  char msg[256];
-  snprintf(msg, sizeof(msg), fmt, arg, (unsigned long)rv);
-  ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL, "%s", msg);
-}
 
 static ECDSA_SIG *hsm_sign_sig(const unsigned char *dgst, int dgst_len, const BIGNUM *in_kinv, const BIGNUM *in_r, EC_KEY *eckey) {
   (void)in_kinv, (void)in_r;
   struct hsm_key *k = EC_KEY_get_ex_data(eckey, g.ex_index);
   if (!k) {
-    ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_INVALID_ARGUMENT, "EC key is not an HSM key");
+    ERR_raise_data(err_lib, R_SIGN_FAILED, "EC key is not an HSM key");
     return NULL;
   }
   unsigned char raw[2 * 66];
@@ -252,11 +269,11 @@ static ECDSA_SIG *hsm_sign_sig(const unsigned char *dgst, int dgst_len, const BI
   pthread_mutex_unlock(&g.lock);
 
   if (rv != CKR_OK) {
-    raise_error("PKCS#11 C_Sign with key \"%s\" failed: CK_RV 0x%lx", k->label, rv);
+    ERR_raise_data(err_lib, R_SIGN_FAILED, "key \"%s\": CK_RV 0x%lx", k->label, (unsigned long)rv);
     return NULL;
   }
   if (raw_len != (CK_ULONG)(2 * k->field_len)) {
-    raise_error("CKM_ECDSA for \"%s\" returned %lu bytes", k->label, raw_len);
+    ERR_raise_data(err_lib, R_SIGN_FAILED, "CKM_ECDSA for \"%s\" returned %lu bytes", k->label, (unsigned long)raw_len);
     return NULL;
   }
   BIGNUM *r = BN_bin2bn(raw, k->field_len, NULL);
@@ -298,7 +315,7 @@ static unsigned char *pct_decode(const char *s, size_t n, size_t *out_len) {
   if (!o) return NULL;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%') {
-      if (i + 2 >= n + 0 && i + 2 > n - 1 + 1) { free(o); return NULL; }
+      if (i + 2 >= n) { free(o); return NULL; }
       int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
       if (hi < 0 || lo < 0) { free(o); return NULL; }
       o[j++] = (unsigned char)(hi * 16 + lo);
@@ -358,19 +375,19 @@ static int parse_key_id(const char *key_id, struct key_ref *r) {
 
 static EVP_PKEY *hsm_load_privkey(ENGINE *e, const char *key_id, UI_METHOD *ui, void *cb) {
   (void)e, (void)ui, (void)cb;
-  struct key_ref ref;
+  struct key_ref ref = {0};
   if (!key_id || !parse_key_id(key_id, &ref)) {
-    ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_INVALID_ARGUMENT, "key id must be a label or an RFC 7512 URI with object=");
+    ERR_raise_data(err_lib, R_BAD_KEY_ID, "key id %s", key_id ? key_id : "(null)");
     key_ref_free(&ref);
     return NULL;
   }
   if (ref.token && strcmp(ref.token, g.token_label) != 0) {
-    ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_INVALID_ARGUMENT, "key URI names token \"%s\", the engine serves \"%s\"", ref.token, g.token_label);
+    ERR_raise_data(err_lib, R_OTHER_TOKEN, "key URI names token \"%s\", the engine serves \"%s\"", ref.token, g.token_label);
     key_ref_free(&ref);
     return NULL;
   }
   if (ref.type && strcmp(ref.type, "private") != 0) {
-    ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_INVALID_ARGUMENT, "key URI type must be private");
+    ERR_raise_data(err_lib, R_OTHER_TOKEN, "key URI type must be private");
     key_ref_free(&ref);
     return NULL;
   }
@@ -386,15 +403,16 @@ static EVP_PKEY *hsm_load_privkey(ENGINE *e, const char *key_id, UI_METHOD *ui, 
   CK_KEY_TYPE kt = 0;
   CK_ATTRIBUTE kta = {CKA_KEY_TYPE, &kt, sizeof(kt)};
   CK_RV rv = CKR_OK;
-  const char *what = "open a session";
+  const char *what = "open a session for";
   unsigned long generation = 0;
 
   pthread_mutex_lock(&g.lock);
   for (int attempt = 0; attempt < 2; attempt++) {
-    what = "open a session";
+    what = "open a session for";
     rv = ensure_session_locked();
     if (rv == CKR_OK) { what = "find the private key"; rv = find_object_locked(CKO_PRIVATE_KEY, ref.label, ref.id, ref.id_len, &priv); }
     if (rv == CKR_OK) { what = "read CKA_KEY_TYPE"; rv = g.f->C_GetAttributeValue(g.session, priv, &kta, 1); }
+    if (rv == CKR_OK && kt != CKK_EC) break; /* refused below, with its own reason */
     if (rv == CKR_OK && !ref.id) {
       free(ckid);
       ckid = NULL;
@@ -406,28 +424,30 @@ static EVP_PKEY *hsm_load_privkey(ENGINE *e, const char *key_id, UI_METHOD *ui, 
     }
     if (rv == CKR_OK) { what = "read CKA_EC_PARAMS"; free(params); params = NULL; rv = read_attr_locked(pub, CKA_EC_PARAMS, &params, &params_len); }
     if (rv == CKR_OK) { what = "read CKA_EC_POINT"; free(point); point = NULL; rv = read_attr_locked(pub, CKA_EC_POINT, &point, &point_len); }
-    if (rv == CKR_OK || attempt == 1 || !is_recoverable(rv) || rv == CKR_OBJECT_HANDLE_INVALID) break;
+    /* A key not found may also mean the token was logged out underneath: one fresh session, then believe it. */
+    if (rv == CKR_OK || attempt == 1 || !is_recoverable(rv)) break;
     drop_session_locked(!(rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED || rv == CKR_CRYPTOKI_NOT_INITIALIZED));
     g.reopens++;
   }
   generation = g.generation;
   pthread_mutex_unlock(&g.lock);
 
-  if (rv != CKR_OK) {
-    char msg[200];
-    snprintf(msg, sizeof(msg), "cannot %s for \"%%s\" on token \"%s\" (CK_RV 0x%%lx)", what, g.token_label);
-    raise_error(msg, ref.label, rv == CKR_OBJECT_HANDLE_INVALID ? 0 : rv);
+  if (rv == CKR_OK && kt != CKK_EC) {
+    ERR_raise_data(err_lib, R_NOT_EC_KEY, "key \"%s\" is not an EC key", ref.label);
     goto done;
   }
-  if (kt != CKK_EC) {
-    ERR_raise_data(ERR_LIB_USER, ERR_R_UNSUPPORTED, "key \"%s\" is not an EC key", ref.label);
+  if (rv != CKR_OK) {
+    if (rv == CKR_OBJECT_HANDLE_INVALID)
+      ERR_raise_data(err_lib, R_KEY_NOT_FOUND, "cannot %s \"%s\" on token \"%s\": no such object", what, ref.label, g.token_label);
+    else
+      ERR_raise_data(err_lib, R_PKCS11_ERROR, "cannot %s \"%s\" on token \"%s\" (CK_RV 0x%lx)", what, ref.label, g.token_label, (unsigned long)rv);
     goto done;
   }
   const unsigned char *pp = params;
   oid = d2i_ASN1_OBJECT(NULL, &pp, (long)params_len);
   int nid = oid ? OBJ_obj2nid(oid) : NID_undef;
   if (nid != NID_X9_62_prime256v1 && nid != NID_secp384r1) {
-    ERR_raise_data(ERR_LIB_USER, ERR_R_UNSUPPORTED, "key \"%s\": only P-256 and P-384 are supported", ref.label);
+    ERR_raise_data(err_lib, R_NOT_EC_KEY, "key \"%s\": only P-256 and P-384 are supported", ref.label);
     goto done;
   }
   ec = EC_KEY_new_by_curve_name(nid);
@@ -441,7 +461,7 @@ static EVP_PKEY *hsm_load_privkey(ENGINE *e, const char *key_id, UI_METHOD *ui, 
     const unsigned char *pp2 = point;
     os = d2i_ASN1_OCTET_STRING(NULL, &pp2, (long)point_len);
     if (!os) {
-      ERR_raise_data(ERR_LIB_USER, ERR_R_PASSED_INVALID_ARGUMENT, "key \"%s\": CKA_EC_POINT is malformed", ref.label);
+      ERR_raise_data(err_lib, R_NOT_EC_KEY, "key \"%s\": CKA_EC_POINT is malformed", ref.label);
       goto done;
     }
     q = ASN1_STRING_get0_data(os);
@@ -503,6 +523,12 @@ static char *get_string(napi_env env, napi_value v) {
 }
 
 static int make_engine(void) {
+  if (!err_lib) {
+    err_lib = ERR_get_next_error_library();
+    err_lib_name[0].error = ERR_PACK(err_lib, 0, 0);
+    ERR_load_strings(err_lib, err_lib_name);
+    ERR_load_strings(err_lib, err_reasons);
+  }
   if (!g.ec_method) {
     int (*def_sign)(int, const unsigned char *, int, unsigned char *, unsigned int *, const BIGNUM *, const BIGNUM *, EC_KEY *) = NULL;
     int (*def_setup)(EC_KEY *, BN_CTX *, BIGNUM **, BIGNUM **) = NULL;
