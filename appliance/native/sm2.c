@@ -439,7 +439,8 @@ static void job_complete(napi_env env, napi_status status, void *data) {
   job_free(j);
 }
 
-/* Common entry: handle, input, [sig], [id]. `layout` says which optional arguments follow. */
+/* Common entry: (handle, input[, sig][, id]); want_sig / want_id say which optional arguments
+ * follow, need_private that the handle must hold d, digest that the input is a 32-byte e. */
 static napi_value queue(napi_env env, napi_callback_info info, op_t op, int want_sig, int want_id, int need_private,
                         int digest) {
   size_t argc = 4;

@@ -174,8 +174,14 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     this.generating.add(spec.label);
     try {
       if (await this.registry.getByLabel(spec.label)) throw keyExists(spec.label, 'key inventory');
+      // A key object with the label made outside the custody (a key ceremony with pkcs11-tool)
+      // also blocks it; a certificate or data object sharing the label is fine.
       await this.pool.run('find', async (p11, s) => {
-        if (findObjects(p11, s.handle, [{ type: ck.CKA_LABEL, value: spec.label }], 1).length > 0) throw keyExists(spec.label, `an object on token "${this.tokenLabel}"`);
+        for (const cls of [PRIVATE, PUBLIC, ck.CKO_SECRET_KEY]) {
+          if (findObjects(p11, s.handle, [{ type: ck.CKA_CLASS, value: cls }, { type: ck.CKA_LABEL, value: spec.label }], 1).length > 0) {
+            throw keyExists(spec.label, `a key object on token "${this.tokenLabel}"`);
+          }
+        }
       });
       const record = mode === 'wrapped' ? await this.generateWrapped(spec) : await this.generateInToken(spec);
       return toKeyInfo(record);

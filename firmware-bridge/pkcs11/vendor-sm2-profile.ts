@@ -93,8 +93,17 @@ export async function sm2ProfileSignStep(
     mechanism: { mechanism: p.signMechanism },
     input,
     outLen: p.signatureFormat === 'der' ? 80 : 64,
-    finish: (out) => (p.signatureFormat === 'der' ? ecdsaRawToDer(ecdsaDerToRaw(out, 32)) : rawSm2ToDer(out)),
+    finish: (out) => (p.signatureFormat === 'der' ? canonicalDer(out) : rawSm2ToDer(out)),
   };
+}
+
+/** Re-encodes the token's DER (also checks it); a malformed one is the HSM's fault, not the client's. */
+function canonicalDer(der: Buffer): Buffer {
+  try {
+    return ecdsaRawToDer(ecdsaDerToRaw(der, 32));
+  } catch (e) {
+    throw new YiqianError(Codes.HSM_ERROR, 500, { zh: '厂商 SM2 机制返回的 DER 签名无效', en: 'the vendor SM2 mechanism returned a malformed DER signature' }, undefined, { cause: e });
+  }
 }
 
 function rawSm2ToDer(raw: Buffer): Buffer {

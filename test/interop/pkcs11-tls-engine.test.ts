@@ -183,3 +183,20 @@ t.test('a key the token does not have is a clear error at context creation', asy
   await custody.generate({ algorithm: 'rsa-2048', label: 'rsa-tls', purpose: 'x' });
   tt.throws(() => tls.createSecureContext({ privateKeyEngine: e.privateKeyEngine, privateKeyIdentifier: e.privateKeyIdentifier('rsa-tls') }), /not an ECDSA P-256\/P-384 key/);
 });
+
+t.test('engine registration errors are typed, and leave the working registration alone', async (tt) => {
+  const err = (f: () => unknown): { code?: string; status?: number } => {
+    try {
+      f();
+    } catch (e) {
+      return e as { code?: string; status?: number };
+    }
+    return {};
+  };
+  const unknown = err(() => registerHsmTlsEngine({ module: token.module, tokenLabel: 'no-such-token', pin: token.pin }));
+  tt.equal(unknown.code, 'HSM_TOKEN_NOT_FOUND', 'unknown token label');
+  const other = err(() => registerHsmTlsEngine({ module: '/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so', tokenLabel: token.label, pin: token.pin }));
+  tt.equal(other.code, 'HSM_UNAVAILABLE', 'a second module in the same process is refused');
+  const s = await serve(tt, 'ecdsa-p256', 'after-errors');
+  tt.equal((await nodeFetch(s, 'TLSv1.3')).body, 'hello from the HSM key after-errors', 'the engine still serves the configured token');
+});

@@ -7,7 +7,7 @@ import { createPublicKey } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { integer, seq, tlv, oid as derOid, bitString, derNull } from '../../appliance/src/crypto/der.js';
+import { bitString, derNull, integer, oid as derOid, seq, tlv, toPem } from '../../appliance/src/crypto/der.js';
 import { SM2P256V1, toBytes } from '../../appliance/src/crypto/ec-curve.js';
 import { OID } from '../../appliance/src/crypto/oids.js';
 import {
@@ -27,9 +27,8 @@ import {
   sm2Verify,
   sm2Za,
 } from '../../appliance/src/crypto/sm2.js';
-import { encodeSm2Sec1 } from '../../appliance/src/crypto/sm2-der.js';
+import { decodeSm2Signature, encodeSm2Sec1 } from '../../appliance/src/crypto/sm2-der.js';
 import * as pure from '../../appliance/src/crypto/sm2-pure.js';
-import { toPem } from '../../appliance/src/crypto/der.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const N = SM2P256V1.n;
@@ -73,6 +72,13 @@ t.test('vector 4: Z_A with the default ID', async (t) => {
 
 t.test('addon and pure-JS agree: each verifies the other, Z_A is the same', async (t) => {
   const ids = [SM2_DEFAULT_ID, Buffer.from('ALICE123@YAHOO.COM'), Buffer.alloc(0), Buffer.alloc(1000, 0x41)];
+  {
+    const { privateKey, publicKey } = generateSm2KeyPair();
+    const empty = Buffer.alloc(0);
+    const p = pure.sign(big(privateKey), empty);
+    t.ok(pure.verify(publicKey, empty, p.r, p.s), 'pure: empty message');
+    t.ok(await sm2Verify(publicKey, empty, await sm2Sign(privateKey, empty)), `${sm2Backend()}: empty message`);
+  }
   for (let i = 0; i < 4; i++) {
     const { privateKey, publicKey } = generateSm2KeyPair();
     const d = big(privateKey);
@@ -80,9 +86,7 @@ t.test('addon and pure-JS agree: each verifies the other, Z_A is the same', asyn
     for (const id of ids) {
       const msg = Buffer.from(`agreement ${i} ${id.length}`);
       const ours = await sm2Sign(privateKey, msg, { id });
-      const rs = { r: big(ours.subarray(4, 4 + ours[3])), s: 0n };
-      const sOff = 4 + ours[3] + 2;
-      rs.s = big(ours.subarray(sOff));
+      const rs = decodeSm2Signature(ours);
       t.ok(pure.verify(publicKey, msg, rs.r, rs.s, id), `pure verifies ${sm2Backend()} (id ${id.length} bytes)`);
       const p = pure.sign(d, msg, id);
       t.ok(await sm2Verify(publicKey, msg, seq(integer(p.r), integer(p.s)), { id }), `${sm2Backend()} verifies pure (id ${id.length} bytes)`);
@@ -101,7 +105,7 @@ t.test('rejections resolve false', async (t) => {
   const msg = Buffer.from('prescription #1');
   const sig = await sm2Sign(privateKey, msg);
   t.equal(await sm2Verify(publicKey, msg, sig), true, 'the good one verifies');
-  const [r, s] = [big(sig.subarray(4, 4 + sig[3])), big(sig.subarray(4 + sig[3] + 2))];
+  const { r, s } = decodeSm2Signature(sig);
   const rb = toBytes(r, 32);
   const sb = toBytes(s, 32);
   const cases: [string, Buffer, Buffer?, Buffer?][] = [

@@ -2,7 +2,11 @@
 // inventory, and what a record may and may not contain.
 import t, { type Test } from 'tap';
 import { constants, createPublicKey, createHash, verify } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import pkcs11js from 'pkcs11js';
 import type { PKCS11 } from 'pkcs11js';
 import { makeTestToken } from '../helpers/softhsm.js';
@@ -247,6 +251,29 @@ t.test('reopened custody (a new object, same registry) signs with the wrapped ke
   tt.equal(h.ok, true);
   tt.equal(h.token, token.label);
   tt.match(h.module, /SoftHSM.*token model SoftHSM v2/);
+});
+
+t.test('another process, given only the stored record, signs with the wrapped key', async (tt) => {
+  const registryFile = join(token.dir, 'registry.json');
+  writeFileSync(registryFile, JSON.stringify(await registry.list()));
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const script = `
+    import { readFileSync } from 'node:fs';
+    import { openPkcs11Custody } from '${root}firmware-bridge/pkcs11/pkcs11-custody.js';
+    import { createSm2Signer, generateSm2KeyPair, sm2SpkiFromPublicKey } from '${root}appliance/src/crypto/sm2.js';
+    const rows = JSON.parse(readFileSync(process.env.REGISTRY, 'utf8'));
+    const registry = { put: async () => {}, get: async (id) => rows.find((r) => r.id === id), getByLabel: async (l) => rows.find((r) => r.label === l), list: async () => rows, delete: async () => {} };
+    const custody = await openPkcs11Custody({ module: process.env.MODULE, tokenLabel: process.env.LABEL, pin: process.env.PIN,
+      softwareSm2: { generate: generateSm2KeyPair, signer: (d) => createSm2Signer(d), spki: sm2SpkiFromPublicKey } }, registry);
+    const signer = await custody.signer(process.env.REF);
+    process.stdout.write((await signer.sign(Buffer.from(process.env.DATA, 'hex'))).toString('hex'));
+    await custody.close();
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, [`--import=${root}node_modules/@tapjs/typescript/dist/esm/import.mjs`, '--input-type=module', '-e', script], {
+    env: { ...process.env, TS_NODE_TRANSPILE_ONLY: '1', YIQIAN_LOG_LEVEL: 'error', SOFTHSM2_CONF: token.conf, REGISTRY: registryFile, MODULE: token.module, LABEL: token.label, PIN: token.pin, REF: sm2Record.uri, DATA: data.toString('hex') },
+    cwd: root,
+  });
+  tt.ok(await sm2Verify(Buffer.from(sm2Record.publicKeyInfo, 'base64'), data, Buffer.from(stdout.trim(), 'hex')), 'the other process unwrapped the key with the token KEK and signed');
 });
 
 t.test('duplicate labels, unknown keys, bad references', async (tt) => {

@@ -600,19 +600,26 @@ static napi_value Register(napi_env env, napi_callback_info info) {
     g.module_path = strdup(path);
   }
   CK_RV rv = initialize_locked();
+  /* Try the new token and PIN; on failure keep serving the previous ones (if any). */
+  char old_label[sizeof(g.token_label)];
+  char *old_pin = g.pin;
+  memcpy(old_label, g.token_label, sizeof(old_label));
   if (g.have_session) drop_session_locked(1);
+  memset(g.token_label, 0, sizeof(g.token_label));
   strncpy(g.token_label, label, sizeof(g.token_label) - 1);
-  if (g.pin) {
-    memset(g.pin, 0, strlen(g.pin));
-    free(g.pin);
-  }
   g.pin = pin;
-  pin = NULL;
   if (rv == CKR_OK) rv = open_session_locked();
   if (rv != CKR_OK) {
+    memcpy(g.token_label, old_label, sizeof(old_label));
+    g.pin = old_pin;
     pthread_mutex_unlock(&g.lock);
     snprintf(err, sizeof(err), "cannot open a logged-in session on token \"%s\" (CK_RV 0x%lx)", label, (unsigned long)rv);
     goto fail;
+  }
+  pin = NULL;
+  if (old_pin) {
+    memset(old_pin, 0, strlen(old_pin));
+    free(old_pin);
   }
   if (!make_engine()) {
     pthread_mutex_unlock(&g.lock);
