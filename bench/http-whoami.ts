@@ -43,7 +43,10 @@ export async function benchHttp(): Promise<BenchRow[]> {
     const end = Date.now() + SECONDS * 1000;
     const start = Date.now();
     await Promise.all(Array.from({ length: CONNECTIONS }, async () => {
-      while (Date.now() < end) ((await once()) === 200 ? ok++ : failed++);
+      while (Date.now() < end) {
+        if ((await once()) === 200) ok++;
+        else failed++;
+      }
     }));
     const rps = ok / ((Date.now() - start) / 1000);
     if (failed) console.log(`whoami: ${failed} non-200 answers during the run`);

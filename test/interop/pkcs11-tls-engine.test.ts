@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pkcs11js from 'pkcs11js';
 import type { PKCS11 } from 'pkcs11js';
@@ -75,7 +75,10 @@ t.before(async () => {
   );
   engine = registerHsmTlsEngine({ module: token.module, tokenLabel: token.label, pin: token.pin });
 });
-t.teardown(() => custody?.close());
+t.teardown(async () => {
+  await custody?.close();
+  rmSync(token.dir, { recursive: true, force: true });
+});
 
 interface Served {
   server: Server;

@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import { constants, createPublicKey, createHash, verify } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -109,6 +109,7 @@ t.before(async () => {
 });
 t.teardown(async () => {
   await custody?.close();
+  rmSync(token.dir, { recursive: true, force: true });
 });
 
 const data = Buffer.from('处方单 2024-0001: amoxicillin 500 mg, tid × 7 d');

@@ -1,7 +1,7 @@
 // The custody against a token that misbehaves: wrong configuration at start, sessions closed
 // underneath, the module finalised underneath, the token disappearing and coming back.
 import t, { type Test } from 'tap';
-import { renameSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPublicKey, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
@@ -143,4 +143,5 @@ t.test('token removed → HSM_UNAVAILABLE; restored → works again', async (tt)
 
 t.teardown(async () => {
   await custody?.close();
+  rmSync(token.dir, { recursive: true, force: true });
 });

@@ -2,6 +2,7 @@
 // come from TestDoubleSm2Pkcs11 (test/helpers/sm2-hsm-test-double.ts): SoftHSM2 underneath,
 // a made-up vendor's SM2 keygen/sign (0x80000A01/0x80000A02) in software on top.
 import t, { type Test } from 'tap';
+import { rmSync } from 'node:fs';
 import { makeTestToken } from '../helpers/softhsm.js';
 import { TestDoubleSm2Pkcs11, TEST_DOUBLE_MECHANISMS, testDoubleProfile } from '../helpers/sm2-hsm-test-double.js';
 import { openPkcs11Custody, type Pkcs11Options, type SoftwareSm2 } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
@@ -30,6 +31,7 @@ class MemoryKeyRegistry implements KeyRegistry {
 }
 
 const token = makeTestToken();
+t.teardown(() => rmSync(token.dir, { recursive: true, force: true }));
 const softwareSm2: SoftwareSm2 = {
   generate: () => {
     throw new Error('hsm-mode SM2 must not generate keys in process');

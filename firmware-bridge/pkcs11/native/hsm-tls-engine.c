@@ -221,6 +221,35 @@ static CK_RV read_attr_locked(CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, unsign
 
 /* ------------------------------------------------------------------ EC_KEY method */
 
+static struct hsm_key *hsm_key_copy(const struct hsm_key *k) {
+  struct hsm_key *c = calloc(1, sizeof(*c));
+  if (!c) return NULL;
+  *c = *k;
+  c->label = strdup(k->label);
+  c->id = NULL;
+  if (k->id) {
+    c->id = malloc(k->id_len ? k->id_len : 1);
+    if (c->id) memcpy(c->id, k->id, k->id_len);
+  }
+  if (!c->label || (k->id && !c->id)) {
+    free(c->label);
+    free(c->id);
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* An EC_KEY copied by OpenSSL gets its own copy of the reference (never a shared pointer, freed twice). */
+static int hsm_key_dup(CRYPTO_EX_DATA *to, const CRYPTO_EX_DATA *from, void **from_d, int idx, long argl, void *argp) {
+  (void)to, (void)from, (void)idx, (void)argl, (void)argp;
+  if (!from_d || !*from_d) return 1;
+  struct hsm_key *c = hsm_key_copy(*from_d);
+  if (!c) return 0;
+  *from_d = c;
+  return 1;
+}
+
 static void hsm_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
   (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
   struct hsm_key *k = ptr;
@@ -539,7 +568,7 @@ static int make_engine(void) {
     EC_KEY_METHOD_set_sign(g.ec_method, hsm_sign, def_setup, hsm_sign_sig);
   }
   if (g.ex_index < 0) {
-    g.ex_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_EC_KEY, 0, NULL, NULL, NULL, hsm_key_free);
+    g.ex_index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_EC_KEY, 0, NULL, NULL, hsm_key_dup, hsm_key_free);
     if (g.ex_index < 0) return 0;
   }
   ENGINE *e = ENGINE_by_id(ENGINE_ID);
