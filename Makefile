@@ -9,13 +9,17 @@ CLI := node dist/appliance/src/cli/main.js
 
 all: build
 
-# Debian packages (idempotent, quiet when present) and node_modules (npm ci when the lock changed).
+# Debian packages (idempotent, quiet when present) and node_modules when the lock changed.
+# `npm install` with the committed lock, not `npm ci`: the registry this project reaches lacks
+# some of msgpackr-extract's optional other-platform binaries, so npm writes a lock that
+# `npm ci` calls out of sync; `npm install` installs exactly the locked tree (checked: the
+# lock is left unchanged) and builds our native addons from binding.gyp.
 deps: node_modules/.yiqian-stamp
 	@bash ops/dev/ensure-packages.sh
 
 node_modules/.yiqian-stamp: package.json package-lock.json
 	@bash ops/dev/ensure-packages.sh
-	$(NODE_ENV_BUILD) npm ci --no-audit --no-fund --loglevel=error
+	$(NODE_ENV_BUILD) npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # The native addons are built by npm ci; rebuild them when their C sources change.

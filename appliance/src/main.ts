@@ -16,7 +16,7 @@ import type { KeyCustody } from './crypto/interfaces.js';
 import { type Config, loadConfig, parseHostPort, readHsmPin, resolveInData } from './config/config.js';
 import { openStore, type Store } from './store/open-store.js';
 import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
-import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend } from './crypto/sm2.js';
+import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest } from './crypto/sm2.js';
 import { recordHsmOperation } from './metrics.js';
 import { log } from './log.js';
 
@@ -27,7 +27,10 @@ function pointAtSoftHsmConf(dataDir: string, config: Config): void {
   if (config.hsm.softhsmConf) process.env.SOFTHSM2_CONF = resolveInData(dataDir, config.hsm.softhsmConf);
 }
 
-export async function openCustody(dataDir: string, config: Config, store: Store, pin: string): Promise<KeyCustody> {
+/** Called when the custody re-initialises the PKCS#11 library, so the TLS engine drops its stale session. */
+export type ReinitListener = () => void;
+
+export async function openCustody(dataDir: string, config: Config, store: Store, pin: string, onReinitialize?: ReinitListener): Promise<KeyCustody> {
   pointAtSoftHsmConf(dataDir, config);
   const p = config.hsm.sm2Profile;
   return openPkcs11Custody(
@@ -44,13 +47,16 @@ export async function openCustody(dataDir: string, config: Config, store: Store,
         keyType: p.keyType,
         ecParams: p.ecParamsHex ? Buffer.from(p.ecParamsHex, 'hex') : undefined,
         signInput: p.signInput,
+        signatureFormat: p.signatureFormat,
       },
       softwareSm2: {
         generate: generateSm2KeyPair,
         signer: (d: Buffer) => createSm2Signer(d),
         spki: sm2SpkiFromPublicKey,
+        digest: sm2Digest,
       },
       observer: recordHsmOperation,
+      onReinitialize,
     },
     store.keys,
   );
@@ -64,6 +70,8 @@ export interface Appliance {
   custody: KeyCustody;
   tlsCertPem: string;
   pin: string;
+  /** Adapters that hold their own PKCS#11 sessions (the TLS engine) register here. */
+  reinitListeners: ReinitListener[];
   close(): Promise<void>;
 }
 
@@ -73,8 +81,9 @@ export async function openAppliance(dataDir: string): Promise<Appliance> {
   const pin = readHsmPin(dataDir, config);
   const store = await openStore(dataDir);
   let custody: KeyCustody;
+  const reinitListeners: ReinitListener[] = [];
   try {
-    custody = await openCustody(dataDir, config, store, pin);
+    custody = await openCustody(dataDir, config, store, pin, () => reinitListeners.forEach((l) => l()));
   } catch (e) {
     await store.close();
     throw e;
@@ -86,6 +95,7 @@ export async function openAppliance(dataDir: string): Promise<Appliance> {
     store,
     custody,
     pin,
+    reinitListeners,
     tlsCertPem: readFileSync(join(dataDir, TLS_CERT_FILE), 'utf8'),
     async close() {
       await custody.close();
@@ -149,6 +159,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     throw new YiqianError(Codes.INTERNAL, 500, { zh: `密码算法自检失败：${failed}`, en: `crypto self-test failed: ${failed}` });
   }
   const engine = registerHsmTlsEngine({ module: a.config.hsm.module, tokenLabel: a.config.hsm.tokenLabel, pin: a.pin });
+  a.reinitListeners.push(() => engine.invalidateSessions());
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,

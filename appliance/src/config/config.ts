@@ -15,6 +15,8 @@ export interface VendorSm2ProfileConfig {
   /** DER of the curve OID as hex; default SM2 (06082a811ccf5501822d). */
   ecParamsHex?: string;
   signInput: 'message' | 'digest-e';
+  /** How the vendor's C_Sign returns the signature; default raw r‖s. */
+  signatureFormat?: 'raw' | 'der';
 }
 
 export interface HsmConfig {
@@ -131,6 +133,8 @@ export function validateConfig(raw: unknown): Config {
     at('hsm.sm2Profile.keyType', int(0, 0xffffffff));
     const si = c.hsm.sm2Profile?.signInput;
     if (si !== 'message' && si !== 'digest-e') problems.push("hsm.sm2Profile.signInput must be 'message' or 'digest-e'");
+    const sf = c.hsm.sm2Profile?.signatureFormat;
+    if (sf !== undefined && sf !== 'raw' && sf !== 'der') problems.push("hsm.sm2Profile.signatureFormat must be 'raw' or 'der'");
   }
   at('device.tlsKeyLabel', str);
   at('device.identityKeyLabel', str);
