@@ -29,6 +29,7 @@ build/Release/%.node: binding.gyp appliance/native/sm2.c firmware-bridge/pkcs11/
 
 build: deps native
 	npx tsc -p tsconfig.json
+	@chmod +x dist/appliance/src/cli/main.js
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
