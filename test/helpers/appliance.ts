@@ -5,10 +5,17 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 
-export const ROOT = resolve(import.meta.dirname, '../..');
+/** The repository root, found upwards from here so that it works from source and from dist/. */
+function findRoot(dir: string): string {
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(join(d, 'package.json')) && existsSync(join(d, 'Makefile'))) return d;
+    if (dirname(d) === d) throw new Error(`no repository root above ${dir}`);
+  }
+}
+export const ROOT = findRoot(import.meta.dirname);
 export const CLI = join(ROOT, 'dist/appliance/src/cli/main.js');
 
 function requireBuild(): void {

@@ -19,9 +19,18 @@ import { environmentFileProblem } from './file-check.js';
 import { LmdbKeyRegistry } from './key-registry.js';
 import { LmdbMetaRepository, type MetaRepository } from './meta-repository.js';
 import { LmdbNonceRepository, type NonceRepository } from './nonce-repository.js';
+import { createCertificateRepository } from './certificate-repository.js';
+import { createCaRepository } from './ca-repository.js';
+import { createDepartmentRepository, createStaffRepository } from './staff-repository.js';
+import type { CaRepository, CertificateRepository } from '../pki/types.js';
+import type { DepartmentRepository, StaffRepository } from '../staff/types.js';
 
 export interface Store {
   apps: AppRepository;
+  certs: CertificateRepository;
+  cas: CaRepository;
+  departments: DepartmentRepository;
+  staff: StaffRepository;
   keys: KeyRegistry;
   nonces: NonceRepository;
   audit: AuditLog;
@@ -52,7 +61,13 @@ export interface OpenStoreOptions {
 export const STORE_FORMAT = { version: 1, encoding: 'json' } as const;
 const FORMAT_KEY = 'store.format';
 
-const DB_NAMES = ['apps', 'apps-by-name', 'keys', 'keys-by-label', 'nonces', 'nonces-by-expiry', 'audit', 'meta'] as const;
+const DB_NAMES = [
+  'apps', 'apps-by-name', 'keys', 'keys-by-label', 'nonces', 'nonces-by-expiry', 'audit', 'meta',
+  // CA capability (certificate-repository.ts, ca-repository.ts)
+  'certs', 'certs-by-id', 'cas',
+  // staff directory (staff-repository.ts)
+  'departments', 'staff', 'staff-by-department',
+] as const;
 type DbName = (typeof DB_NAMES)[number];
 
 export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): Promise<Store> {
@@ -76,7 +91,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
   const options: RootDatabaseOptionsWithPath & { safeRestore?: boolean } = {
     path,
     readOnly,
-    maxDbs: 16,
+    maxDbs: 32,
     pageSize: 4096,
     // Values are JSON: stable across msgpackr versions, readable by any tool, and the shape
     // a PostgreSQL (jsonb) implementation of the same repositories will keep.
@@ -126,6 +141,10 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       nonces: new LmdbNonceRepository(dbs.nonces, dbs['nonces-by-expiry'], writer),
       audit: createAuditLog(auditStorage),
       meta: new LmdbMetaRepository(dbs.meta, writer),
+      certs: createCertificateRepository({ certs: dbs.certs, byId: dbs['certs-by-id'] }, auditStorage, writer),
+      cas: createCaRepository(dbs.cas, auditStorage, writer),
+      departments: createDepartmentRepository(dbs.departments, auditStorage, writer),
+      staff: createStaffRepository({ staff: dbs.staff, byDepartment: dbs['staff-by-department'] }, auditStorage, writer),
 
       async check() {
         assertOpen(state);
