@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditRecord } from '../../appliance/src/audit/audit-log.js';
 import { canonicalJson, recomputeHash } from '../../appliance/src/audit/chain.js';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
 import { openStore, type Store } from '../../appliance/src/store/open-store.js';
 import { withRawDatabase } from '../../appliance/src/store/raw-access.js';
+import { rejection } from '../helpers/store-fixture.js';
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'yq-audit-'));
@@ -24,15 +24,6 @@ async function fresh(t: Test): Promise<{ store: Store; dataDir: string }> {
   return { store, dataDir };
 }
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** A store with n records, closed, ready for raw tampering. */
 async function closedLog(t: Test, n: number): Promise<string> {

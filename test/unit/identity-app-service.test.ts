@@ -5,9 +5,9 @@ import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
 import { createAppService, type AppService } from '../../appliance/src/identity/app-service.js';
 import { openStore, type Store } from '../../appliance/src/store/open-store.js';
+import { rejection } from '../helpers/store-fixture.js';
 
 async function fresh(t: Test): Promise<{ store: Store; svc: AppService }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'yq-appsvc-'));
@@ -19,15 +19,6 @@ async function fresh(t: Test): Promise<{ store: Store; svc: AppService }> {
   return { store, svc: createAppService(store) };
 }
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 const ACTOR = 'cli:root';
 

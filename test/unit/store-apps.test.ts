@@ -4,31 +4,15 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
+import { type YiqianError } from '../../appliance/src/errors.js';
 import type { AppRecord } from '../../appliance/src/store/app-repository.js';
 import { newId, nowIso } from '../../appliance/src/store/ids.js';
-import { openStore, type Store } from '../../appliance/src/store/open-store.js';
+import { openStore } from '../../appliance/src/store/open-store.js';
 import { withRawDatabase } from '../../appliance/src/store/raw-access.js';
+import { freshStore, rejection } from '../helpers/store-fixture.js';
 
-async function fresh(t: Test): Promise<{ store: Store; dataDir: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'yq-apps-'));
-  const store = await openStore(dataDir);
-  t.teardown(async () => {
-    await store.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { store, dataDir };
-}
+const fresh = (t: Test) => freshStore(t, 'yq-apps-');
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 function app(name: string, project = 'default', extra: Partial<AppRecord> = {}): AppRecord {
   const now = nowIso();

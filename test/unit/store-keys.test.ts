@@ -1,32 +1,12 @@
 // KeyRegistry on LMDB: put/get/getByLabel/list/delete, unique labels, durable across reopen.
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { KeyRecord } from '../../appliance/src/crypto/interfaces.js';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
 import { newId, nowIso } from '../../appliance/src/store/ids.js';
-import { openStore, type Store } from '../../appliance/src/store/open-store.js';
+import { openStore } from '../../appliance/src/store/open-store.js';
+import { freshStore, rejection } from '../helpers/store-fixture.js';
 
-async function fresh(t: Test): Promise<{ store: Store; dataDir: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'yq-keys-'));
-  const store = await openStore(dataDir);
-  t.teardown(async () => {
-    await store.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { store, dataDir };
-}
+const fresh = (t: Test) => freshStore(t, 'yq-keys-');
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 function key(label: string, extra: Partial<KeyRecord> = {}): KeyRecord {
   return {

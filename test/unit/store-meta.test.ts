@@ -3,18 +3,9 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
 import { openStore } from '../../appliance/src/store/open-store.js';
+import { rejection } from '../helpers/store-fixture.js';
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 t.test('set, get, overwrite, delete, and persistence', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'yq-meta-'));

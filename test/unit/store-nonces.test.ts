@@ -1,31 +1,11 @@
 // NonceRepository: first use wins, replays lose (also when they race), expiry and purging.
 import t, { type Test } from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
-import { openStore, type Store } from '../../appliance/src/store/open-store.js';
+import { openStore } from '../../appliance/src/store/open-store.js';
 import { withRawDatabase } from '../../appliance/src/store/raw-access.js';
+import { freshStore, rejection } from '../helpers/store-fixture.js';
 
-async function fresh(t: Test): Promise<{ store: Store; dataDir: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'yq-nonce-'));
-  const store = await openStore(dataDir);
-  t.teardown(async () => {
-    await store.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { store, dataDir };
-}
+const fresh = (t: Test) => freshStore(t, 'yq-nonce-');
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 const soon = () => Date.now() + 60_000;
 

@@ -5,10 +5,10 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeTime } from 'ulid';
-import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
 import { openStore, type Store } from '../../appliance/src/store/open-store.js';
 import { newId, nowIso } from '../../appliance/src/store/ids.js';
 import { withRawDatabase } from '../../appliance/src/store/raw-access.js';
+import { rejection } from '../helpers/store-fixture.js';
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'yq-store-'));
@@ -16,15 +16,6 @@ function tempDir(t: Test): string {
   return dir;
 }
 
-async function rejection(p: Promise<unknown>): Promise<YiqianError> {
-  try {
-    await p;
-  } catch (e) {
-    if (isYiqianError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 t.test('creates <dataDir>/db and keeps what was written across a reopen', async (t) => {
   const dataDir = join(tempDir(t), 'data', 'nested');
