@@ -1,8 +1,8 @@
 // Composition root: the ONLY place that builds adapters (HSM, store) and wires services
 // (ARCHITECTURE.md §2). The CLI commands call these builders.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { YiqianError, Codes } from './errors.js';
@@ -18,9 +18,23 @@ import { openStore, type Store } from './store/open-store.js';
 import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest } from './crypto/sm2.js';
 import { recordHsmOperation } from './metrics.js';
+import { isSecretWrapper } from './crypto/interfaces.js';
+import { createPiiProtector } from './staff/pii.js';
+import { createDepartmentService, type DepartmentService } from './staff/department-service.js';
+import { createStaffService, type StaffService } from './staff/staff-service.js';
+import { certificateStatistics, type CertificateStatistics } from './staff/cert-statistics.js';
+import { staffRouter } from './http/staff-routes.js';
+import { statsRouter } from './http/stats-routes.js';
 import { log } from './log.js';
+import { createAuthorities, type Authorities } from './pki/authorities.js';
+import { createCertificateService, type CertificateService } from './pki/certificate-service.js';
+import { resolveProfiles, type ProfileSet } from './pki/profiles.js';
+import { certRoutes } from './http/cert-routes.js';
+import { pkiPublicRouter } from './http/pki-public-routes.js';
 
 export const TLS_CERT_FILE = 'tls/device.pem';
+/** The TLS certificate's chain up to, not including, the root (the ECDSA issuing CA). */
+export const TLS_CHAIN_FILE = 'tls/chain.pem';
 
 /** SoftHSM2 reads its private config from the environment once, at C_Initialize. */
 function pointAtSoftHsmConf(dataDir: string, config: Config): void {
@@ -69,6 +83,10 @@ export interface Appliance {
   store: Store;
   custody: KeyCustody;
   tlsCertPem: string;
+  /** Issuing CA certificate(s) sent after the leaf in the TLS handshake; '' for a data dir made before the CA. */
+  tlsChainPem: string;
+  /** The certificate authority: CAs, profiles, issuance. */
+  pki: Pki;
   pin: string;
   /** Adapters that hold their own PKCS#11 sessions (the TLS engine) register here. */
   reinitListeners: ReinitListener[];
@@ -97,11 +115,55 @@ export async function openAppliance(dataDir: string): Promise<Appliance> {
     pin,
     reinitListeners,
     tlsCertPem: readFileSync(join(dataDir, TLS_CERT_FILE), 'utf8'),
+    tlsChainPem: existsSync(join(dataDir, TLS_CHAIN_FILE)) ? readFileSync(join(dataDir, TLS_CHAIN_FILE), 'utf8') : '',
+    pki: buildPki({ store, custody, config }),
     async close() {
       await custody.close();
       await store.close();
     },
   };
+}
+
+// ---- staff directory (issue 3, items 6–7) ----------------------------------------------
+
+export interface StaffDirectory {
+  departments: DepartmentService;
+  staff: StaffService;
+  statistics: () => Promise<CertificateStatistics>;
+}
+
+/** Departments, staff (PII sealed under a data key wrapped by the custody's KEK) and statistics. */
+export function buildStaffDirectory(a: { store: Store; custody: KeyCustody }): StaffDirectory {
+  const pii = createPiiProtector({ meta: a.store.meta, wrapper: isSecretWrapper(a.custody) ? a.custody : undefined });
+  return {
+    departments: createDepartmentService(a.store.departments),
+    staff: createStaffService({ staff: a.store.staff, departments: a.store.departments, audit: a.store.audit, pii }),
+    statistics: () => certificateStatistics({ certs: a.store.certs, staff: a.store.staff, departments: a.store.departments }),
+  };
+}
+
+// ---- certificate authority (issue 3, items 1–3) -----------------------------------------
+
+export interface Pki {
+  profiles: ProfileSet;
+  authorities: Authorities;
+  certificates: CertificateService;
+}
+
+/** CAs (keys through the custody), profiles from config, and the issuance service. */
+export function buildPki(a: { store: Store; custody: KeyCustody; config: Config }): Pki {
+  const profiles = resolveProfiles(a.config.pki.profiles);
+  const authorities = createAuthorities({ cas: a.store.cas, custody: a.custody });
+  const certificates = createCertificateService({
+    certs: a.store.certs,
+    audit: a.store.audit,
+    authorities,
+    profiles,
+    publicBaseUrl: a.config.publicBaseUrl,
+    organisation: a.config.pki.organisation,
+    country: a.config.pki.country,
+  });
+  return { profiles, authorities, certificates };
 }
 
 // ---- serving ---------------------------------------------------------------------------
@@ -152,6 +214,11 @@ async function readiness(a: Appliance): Promise<Readiness> {
   return { ready: Object.values(checks).every((c) => c.ok), checks };
 }
 
+/** HTTPS serves the public CA objects (/pki/…) too, unauthenticated, from the public app. */
+function httpsHandler(api: RequestListener, publicObjects: RequestListener): RequestListener {
+  return (req, res) => ((req.url ?? '').startsWith('/pki/') ? publicObjects(req, res) : api(req, res));
+}
+
 export async function startServer(a: Appliance, opts: ServeOptions = {}): Promise<RunningServer> {
   const selfTest = await runCryptoSelfTest();
   if (!selfTest.ok) {
@@ -160,21 +227,24 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   }
   const engine = registerHsmTlsEngine({ module: a.config.hsm.module, tokenLabel: a.config.hsm.tokenLabel, pin: a.pin });
   a.reinitListeners.push(() => engine.invalidateSessions());
+  const staffDirectory = buildStaffDirectory(a);
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
+    routers: [certRoutes({ certificates: a.pki.certificates }), staffRouter(staffDirectory), statsRouter({ certificates: staffDirectory.statistics })],
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     devNotice: 'development appliance: SoftHSM2 token and system clock',
   });
   const listen = opts.listen ?? a.config.listen;
   const listenHttp = opts.listenHttp ?? a.config.listenHttp;
   const httpsBase = urlOf('https', parseHostPort(listen));
-  const publicApp = createPublicApp({ routers: [devicePkiRouter(a.tlsCertPem)], httpsBase });
+  const publicApp = createPublicApp({ routers: [devicePkiRouter(a.tlsCertPem), pkiPublicRouter({ authorities: a.pki.authorities })], httpsBase });
 
   const https = createHttpsServer(
-    { cert: a.tlsCertPem, privateKeyEngine: engine.privateKeyEngine, privateKeyIdentifier: engine.privateKeyIdentifier(a.config.device.tlsKeyLabel), minVersion: 'TLSv1.2' },
-    apiApp.callback(),
+    // The leaf and its issuing CA, not the root (RFC 8446 §4.4.2: the root is the client's own).
+    { cert: a.tlsCertPem + a.tlsChainPem, privateKeyEngine: engine.privateKeyEngine, privateKeyIdentifier: engine.privateKeyIdentifier(a.config.device.tlsKeyLabel), minVersion: 'TLSv1.2' },
+    httpsHandler(apiApp.callback(), publicApp.callback()),
   );
   const http = createHttpServer(publicApp.callback());
   for (const s of [https, http]) {

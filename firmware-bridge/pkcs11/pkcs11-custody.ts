@@ -8,6 +8,9 @@
 //    under the token's AES-256 KEK, and only the ciphertext is stored (registry); it is
 //    unwrapped into memory once, when a signer is first asked for.
 //
+// SecretWrapper (wrapSecret/unwrapSecret): short secrets such as data-encryption keys are
+// wrapped under the same KEK; the caller stores the ciphertext (e.g. the PII data key).
+//
 // Every key has a KeyRecord in the registry (the inventory). Key references are the record's
 // RFC 7512 URI or its id. For a wrapped key the URI names the key in this custody's namespace
 // (resolved through the registry, not a token object); its kekUri names the token object.
@@ -26,6 +29,7 @@ import type {
   KeyRecord,
   KeyRegistry,
   KeySpec,
+  SecretWrapper,
   Signer,
   SignOptions,
 } from '../../appliance/src/crypto/interfaces.js';
@@ -93,11 +97,18 @@ export interface InventoryProblem {
   detail: string;
 }
 
-export interface Pkcs11Custody extends KeyCustody {
+export interface Pkcs11Custody extends KeyCustody, SecretWrapper {
   readonly tokenLabel: string;
   /** Registry records whose key material is not where the record says (never throws for missing keys). */
   checkInventory(): Promise<InventoryProblem[]>;
 }
+
+/** Wrapped secrets: 0x01 ‖ mechanism (1 = CKM_AES_KEY_WRAP_PAD, 2 = CKM_AES_KEY_WRAP) ‖ L ‖ KEK label (L bytes) ‖ C_WrapKey output. */
+const SECRET_FORMAT = 0x01;
+const SECRET_MECHANISMS: readonly WrapMechanismName[] = ['CKM_AES_KEY_WRAP_PAD', 'CKM_AES_KEY_WRAP'];
+const SECRET_MIN = 16;
+const SECRET_MAX = 1024;
+const SECRET_LABEL = 'wrapped secret';
 
 const ALGORITHMS: readonly KeyAlgorithm[] = ['sm2', 'ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072', 'rsa-4096'];
 const PRIVATE = ck.CKO_PRIVATE_KEY;
@@ -349,6 +360,66 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     await this.registry.put(record);
     clog.info({ id: record.id, label: record.label, kek: record.kekUri }, 'SM2 key generated in process and stored wrapped');
     return record;
+  }
+
+  // ---------------------------------------------------------------- secrets (SecretWrapper)
+
+  async wrapSecret(plain: Buffer): Promise<Buffer> {
+    if (!Buffer.isBuffer(plain) || plain.length < SECRET_MIN || plain.length > SECRET_MAX || plain.length % 8 !== 0) {
+      throw badRequest(
+        `a secret to wrap must be ${SECRET_MIN}–${SECRET_MAX} bytes and a multiple of 8 (got ${Buffer.isBuffer(plain) ? plain.length : typeof plain})`,
+        `待封装的秘密长度必须为 ${SECRET_MIN}–${SECRET_MAX} 字节且为 8 的倍数`,
+      );
+    }
+    await this.ensureKek();
+    const mechanism = WRAP_MECHANISMS[this.wrapName];
+    const ct = await this.pool.run('wrap', async (p11, s) => {
+      const kek = findKek(p11, s.handle, this.kekLabel);
+      if (!kek) {
+        this.kekReady = undefined;
+        this.pool.probeToken();
+        throw unwrapFailed(SECRET_LABEL, `the key-encryption key "${this.kekLabel}" disappeared from the token`);
+      }
+      const wrapped = await wrapScalar(p11, s.handle, kek, mechanism, plain);
+      // Never hand out a ciphertext that does not unwrap to the secret.
+      const back = await unwrapScalar(p11, s.handle, kek, mechanism, wrapped);
+      try {
+        if (back.length !== plain.length || !timingSafeEqual(back, plain)) throw unwrapFailed(SECRET_LABEL, `${this.wrapName} round trip did not return the secret`);
+      } finally {
+        back.fill(0);
+      }
+      return wrapped;
+    });
+    const label = Buffer.from(this.kekLabel, 'utf8');
+    if (label.length === 0 || label.length > 255) throw badRequest('the KEK label must be 1–255 bytes', 'KEK 标签长度必须为 1–255 字节');
+    return Buffer.concat([Buffer.from([SECRET_FORMAT, SECRET_MECHANISMS.indexOf(this.wrapName) + 1, label.length]), label, ct]);
+  }
+
+  async unwrapSecret(wrapped: Buffer): Promise<Buffer> {
+    if (!Buffer.isBuffer(wrapped) || wrapped.length < 4 || wrapped[0] !== SECRET_FORMAT) throw unwrapFailed(SECRET_LABEL, 'not a wrapped secret of this format');
+    const mechName = SECRET_MECHANISMS[wrapped[1] - 1];
+    const labelEnd = 3 + wrapped[2];
+    const ct = wrapped.subarray(labelEnd);
+    if (mechName === undefined || wrapped[2] === 0 || ct.length < 24 || ct.length % 8 !== 0) throw unwrapFailed(SECRET_LABEL, 'the wrapped secret has a bad layout');
+    const kekLabel = wrapped.subarray(3, labelEnd).toString('utf8');
+    const plain = await this.pool.run('unwrap', async (p11, s) => {
+      const kek = findKek(p11, s.handle, kekLabel);
+      if (!kek) {
+        this.pool.probeToken();
+        throw unwrapFailed(SECRET_LABEL, `the key-encryption key "${kekLabel}" is not on token "${this.tokenLabel}"`);
+      }
+      try {
+        return await unwrapScalar(p11, s.handle, kek, WRAP_MECHANISMS[mechName], ct);
+      } catch (e) {
+        if (recoveryFor(e) !== 'none') throw e;
+        throw unwrapFailed(SECRET_LABEL, `C_UnwrapKey failed (${e instanceof Error ? e.message : String(e)})`, e);
+      }
+    });
+    if (plain.length < SECRET_MIN || plain.length % 8 !== 0) {
+      plain.fill(0);
+      throw unwrapFailed(SECRET_LABEL, `unwrapped ${plain.length} bytes, not a secret wrapped by wrapSecret`);
+    }
+    return plain;
   }
 
   // ---------------------------------------------------------------- use

@@ -1,7 +1,9 @@
 // `yiqian init`: a development appliance in DATA — a SoftHSM2 token, the device's own keys
-// (ECDSA P-256 TLS key in hsm custody, SM2 device-identity key in wrapped custody), the TLS
-// certificate, the store and config.json. config.json is written last: its presence means
-// "initialised"; a run that fails removes what it made, so nothing half-written stays.
+// (ECDSA P-256 TLS key in hsm custody, SM2 device-identity key in wrapped custody), the two CA
+// hierarchies with their OCSP and TSA certificates (pki/hierarchy.ts), the TLS certificate
+// issued by the ECDSA issuing CA (tls/device.pem, its chain in tls/chain.pem), the store and
+// config.json. config.json is written last: its presence means "initialised"; a run that fails
+// removes what it made, so nothing half-written stays.
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, renameSync, rmSync, writeFileSync, statSync } from 'node:fs';
@@ -10,8 +12,8 @@ import { dirname, join } from 'node:path';
 import { YiqianError, Codes } from '../errors.js';
 import { CONFIG_FILE, defaultConfig, resolveInData, type Config } from '../config/config.js';
 import { openStore } from '../store/open-store.js';
-import { openCustody, TLS_CERT_FILE } from '../main.js';
-import { buildSelfSignedCertificate, derToPem } from '../pki/self-signed.js';
+import { buildPki, openCustody, TLS_CERT_FILE, TLS_CHAIN_FILE } from '../main.js';
+import { createHierarchies } from '../pki/hierarchy.js';
 import { type Command, dataDir, dataHelp, dataOption, jsonHelp, jsonOption } from './command.js';
 
 /** What init creates inside DATA; --force removes exactly these. */
@@ -69,7 +71,10 @@ export interface InitResult {
   dataDir: string;
   created: boolean;
   keys?: { label: string; algorithm: string; mode: string; uri: string }[];
+  /** The CAs made (ids, subjects, algorithms, key URIs). */
+  cas?: { id: string; subject: string; algorithm: string; keyUri: string; notAfter: string }[];
   tlsCertificate?: string;
+  tlsChain?: string;
 }
 
 export async function initialise(dir: string, force: boolean): Promise<InitResult> {
@@ -89,16 +94,24 @@ export async function initialise(dir: string, force: boolean): Promise<InitResul
       try {
         const tls = await custody.generate({ algorithm: 'ecdsa-p256', label: config.device.tlsKeyLabel, purpose: 'TLS server key of the appliance (HTTPS API)', mode: 'hsm' });
         const identity = await custody.generate({ algorithm: 'sm2', label: config.device.identityKeyLabel, purpose: 'SM2 device identity of the appliance', mode: 'wrapped' });
-        const cert = await buildSelfSignedCertificate({
-          signer: await custody.signer(tls.uri),
-          subjectCN: `yiqian ${hostname()}`,
-          organisation: 'yiqian appliance',
-          dnsNames: config.device.tlsDnsNames,
-          ipAddresses: config.device.tlsIpAddresses,
-          days: 825,
-        });
+        const pki = buildPki({ store, custody, config });
+        const made = await createHierarchies(
+          {
+            custody,
+            cas: store.cas,
+            authorities: pki.authorities,
+            certificates: pki.certificates,
+            publicBaseUrl: config.publicBaseUrl,
+            organisation: config.pki.organisation,
+            country: config.pki.country,
+            ecdsaAlgorithm: config.pki.ecdsaAlgorithm,
+            actor: 'cli:init',
+          },
+          { key: tls, dnsNames: config.device.tlsDnsNames, ipAddresses: config.device.tlsIpAddresses, commonName: `yiqian ${hostname()}`.slice(0, 64) },
+        );
         mkdirSync(join(dir, 'tls'), { recursive: true });
-        writeAtomic(join(dir, TLS_CERT_FILE), derToPem(cert));
+        writeAtomic(join(dir, TLS_CERT_FILE), made.deviceTls.certificatePem);
+        writeAtomic(join(dir, TLS_CHAIN_FILE), made.deviceTls.chainPem);
         await store.meta.set('device', { initialisedAt: new Date().toISOString(), hostname: hostname(), tlsKey: tls.uri, identityKey: identity.uri });
         await store.audit.append({ actor: 'cli:init', action: 'appliance.init', target: dir, outcome: 'ok', detail: { keys: [tls.uri, identity.uri] } });
         writeAtomic(join(dir, CONFIG_FILE), `${JSON.stringify(config, null, 2)}\n`);
@@ -106,7 +119,9 @@ export async function initialise(dir: string, force: boolean): Promise<InitResul
           dataDir: dir,
           created: true,
           keys: [tls, identity].map((k) => ({ label: k.label, algorithm: k.algorithm, mode: k.mode, uri: k.uri })),
+          cas: made.cas.map((c) => ({ id: c.id, subject: c.subject, algorithm: c.algorithm, keyUri: c.keyUri, notAfter: c.notAfter })),
           tlsCertificate: join(dir, TLS_CERT_FILE),
+          tlsChain: join(dir, TLS_CHAIN_FILE),
         };
       } finally {
         await custody.close();
@@ -122,7 +137,7 @@ export async function initialise(dir: string, force: boolean): Promise<InitResul
 
 export const initCommand: Command = {
   name: 'init',
-  summary: 'initialise a development appliance (SoftHSM2 token, device keys, TLS certificate, store)',
+  summary: 'initialise a development appliance (SoftHSM2 token, device keys, CA hierarchies, TLS certificate, store)',
   usage: '--data DIR [--force] [--json]',
   options: { ...dataOption, ...jsonOption, force: { type: 'boolean' } },
   help: { ...dataHelp, ...jsonHelp, force: 're-initialise: destroys the token, keys and store in DIR' },
@@ -136,7 +151,9 @@ export const initCommand: Command = {
     } else {
       console.log(`Initialised ${dir}`);
       for (const k of result.keys ?? []) console.log(`  key ${k.label}: ${k.algorithm}, ${k.mode} custody, ${k.uri}`);
-      console.log(`  TLS certificate: ${result.tlsCertificate}`);
+      for (const c of result.cas ?? []) console.log(`  CA ${c.id}: ${c.algorithm}, ${c.subject}, until ${c.notAfter}`);
+      console.log(`  TLS certificate: ${result.tlsCertificate} (chain: ${result.tlsChain})`);
+      console.log(`  root certificates: yiqian ca export --data ${dir} --out roots.pem`);
     }
   },
 };

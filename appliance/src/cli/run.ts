@@ -6,8 +6,10 @@ import { serveCommand } from './serve.js';
 import { configCheckCommand } from './config-check.js';
 import { appCommands } from './app.js';
 import { keysListCommand } from './keys.js';
+import { caCommands } from './ca.js';
+import { staffCommands } from './staff.js';
 
-const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand];
+const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand, ...caCommands, ...staffCommands];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;

@@ -3,6 +3,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { YiqianError, Codes } from '../errors.js';
+import { validateProfileConfig } from '../pki/profiles.js';
 
 export const CONFIG_FILE = 'config.json';
 export const CONFIG_VERSION = 1;
@@ -33,6 +34,18 @@ export interface HsmConfig {
   sm2Profile?: VendorSm2ProfileConfig;
 }
 
+/** The certificate authority (docs/pki.md). */
+export interface PkiConfig {
+  /** Key algorithm of the second hierarchy's root and issuing CA ("ecdsa" hierarchy): P-256 or RSA-3072. */
+  ecdsaAlgorithm: 'ecdsa-p256' | 'rsa-3072';
+  /** O of the CA names, and the default O of issued certificates (the hospital's name). */
+  organisation: string;
+  /** C of the CA names and issued certificates (ISO 3166 two letters). */
+  country: string;
+  /** Overrides of the built-in profiles, or new profiles `{ "base": "<built-in>", … }` (pki/profiles.ts). */
+  profiles?: Record<string, Record<string, unknown>>;
+}
+
 export interface Config {
   version: number;
   /** HTTPS listener, HOST:PORT. */
@@ -52,6 +65,11 @@ export interface Config {
   auth: { maxSkewSeconds: number };
   /** Only 'system-trusted' (development) until the time-source bridge lands. */
   timesource: 'system-trusted';
+  pki: PkiConfig;
+}
+
+export function defaultPkiConfig(): PkiConfig {
+  return { ecdsaAlgorithm: 'ecdsa-p256', organisation: '医签 yiqian', country: 'CN', profiles: {} };
 }
 
 export function defaultConfig(): Config {
@@ -77,6 +95,7 @@ export function defaultConfig(): Config {
     http: { bodyLimitBytes: 1024 * 1024, timeoutMs: 30_000, maxInFlight: 256 },
     auth: { maxSkewSeconds: 300 },
     timesource: 'system-trusted',
+    pki: defaultPkiConfig(),
   };
 }
 
@@ -145,6 +164,17 @@ export function validateConfig(raw: unknown): Config {
   at('http.maxInFlight', int(1, 100_000));
   at('auth.maxSkewSeconds', int(1, 3600));
   if (c.timesource !== 'system-trusted') problems.push("timesource must be 'system-trusted' (the only source before the time-source bridge)");
+  // Data dirs initialised before the CA existed have no pki section: the defaults apply.
+  if (c.pki === undefined) c.pki = defaultPkiConfig();
+  if (typeof c.pki !== 'object' || c.pki === null || Array.isArray(c.pki)) {
+    problems.push('pki must be an object');
+  } else {
+    if (c.pki.ecdsaAlgorithm !== 'ecdsa-p256' && c.pki.ecdsaAlgorithm !== 'rsa-3072') problems.push("pki.ecdsaAlgorithm must be 'ecdsa-p256' or 'rsa-3072'");
+    if (typeof c.pki.organisation !== 'string' || c.pki.organisation.trim() === '' || [...c.pki.organisation].length > 64) problems.push('pki.organisation must be a string of 1–64 characters');
+    if (typeof c.pki.country !== 'string' || !/^[A-Z]{2}$/.test(c.pki.country)) problems.push('pki.country must be two upper-case letters (ISO 3166)');
+    for (const k of Object.keys(c.pki)) if (!['ecdsaAlgorithm', 'organisation', 'country', 'profiles'].includes(k)) problems.push(`pki.${k} is not a setting`);
+    problems.push(...validateProfileConfig(c.pki.profiles));
+  }
   if (problems.length) invalid(problems);
   return c as Config;
 }

@@ -90,6 +90,25 @@ export interface CustodyHealth {
   reason?: string;
 }
 
+/**
+ * Optional capability of a KeyCustody (step-ca style: a small interface of its own): wraps
+ * short secrets — data-encryption keys, e.g. the PII data key of the staff directory — under
+ * the custody's non-extractable AES-256 key-encryption key, so they are stored only as
+ * ciphertext and usable only with the HSM. `plain` must be 16–1024 bytes and a multiple of 8
+ * (SoftHSM2's padded AES key wrap is wrong for other lengths). The wrapped form names the KEK
+ * and mechanism it was made with, so it unwraps after a configuration change.
+ */
+export interface SecretWrapper {
+  wrapSecret(plain: Buffer): Promise<Buffer>;
+  /** KEY_UNWRAP_FAILED for anything that is not a secret wrapped by this token's KEK. */
+  unwrapSecret(wrapped: Buffer): Promise<Buffer>;
+}
+
+export function isSecretWrapper(x: unknown): x is SecretWrapper {
+  const c = x as Partial<SecretWrapper> | null;
+  return typeof c === 'object' && c !== null && typeof c.wrapSecret === 'function' && typeof c.unwrapSecret === 'function';
+}
+
 /** Record of a key kept outside the token (metadata for all keys; ciphertext for wrapped ones). */
 export interface KeyRecord {
   id: string;

@@ -116,6 +116,8 @@ export interface CertificateQuery {
   expiresBefore?: string;
   /** notAfter ≥ this ISO time. */
   expiresAfter?: string;
+  /** true: only certificates that were renewed (renewedBy set); false: only those not renewed. */
+  renewed?: boolean;
 }
 
 export interface Page<T> {
@@ -143,6 +145,12 @@ export interface CertificateRepository {
   revokedBy(caId: CaId): Promise<CertificateRecord[]>;
   /** Streams all records (statistics); read-only. */
   all(): AsyncIterable<CertificateRecord>;
+  /**
+   * Renewal in one durable transaction: inserts `record` (CERT_EXISTS if its serial is taken) and
+   * replaces the renewed certificate with `change(current)`, which may throw a YiqianError to
+   * refuse (then nothing is written). Optional: only the issuing side calls it.
+   */
+  insertRenewal?(record: CertificateRecord, renewed: string, change: (current: CertificateRecord | undefined) => CertificateRecord, opts?: AuditedWrite): Promise<CertificateRecord>;
 }
 
 export interface CaRepository {

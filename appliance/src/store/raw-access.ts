@@ -14,7 +14,7 @@ export interface RawDatabase {
   keys(): Key[];
 }
 
-export type RawDatabaseName = 'apps' | 'apps-by-name' | 'keys' | 'keys-by-label' | 'nonces' | 'nonces-by-expiry' | 'audit' | 'meta';
+export type RawDatabaseName = 'apps' | 'apps-by-name' | 'keys' | 'keys-by-label' | 'nonces' | 'nonces-by-expiry' | 'audit' | 'meta' | 'departments' | 'staff' | 'staff-by-department';
 
 export async function withRawDatabase<T>(dataDir: string, name: RawDatabaseName, fn: (db: RawDatabase) => T | Promise<T>): Promise<T> {
   const path = join(resolve(dataDir), 'db');
