@@ -31,6 +31,10 @@ import { createCertificateService, type CertificateService } from './pki/certifi
 import { resolveProfiles, type ProfileSet } from './pki/profiles.js';
 import { certRoutes } from './http/cert-routes.js';
 import { pkiPublicRouter } from './http/pki-public-routes.js';
+import { createRevocationPublicApp, isRevocationPublicPath, revocationApiRouter } from './http/revocation-routes.js';
+import { CrlPublisher } from './pki/crl-publisher.js';
+import { OcspResponder } from './pki/ocsp-responder.js';
+import { RevocationService } from './pki/revocation.js';
 
 export const TLS_CERT_FILE = 'tls/device.pem';
 /** The TLS certificate's chain up to, not including, the root (the ECDSA issuing CA). */
@@ -166,6 +170,21 @@ export function buildPki(a: { store: Store; custody: KeyCustody; config: Config 
   return { profiles, authorities, certificates };
 }
 
+// ---- revocation, CRL, OCSP (issue 3, items 3–5) ----------------------------------------
+
+export interface Revocation {
+  crls: CrlPublisher;
+  ocsp: OcspResponder;
+  service: RevocationService;
+}
+
+/** CRL publisher (timer started by startServer), OCSP responder and the revoke/suspend/resume service. */
+export function buildRevocation(a: { store: Store; custody: KeyCustody; config: Config }): Revocation {
+  const crls = new CrlPublisher({ cas: a.store.cas, certs: a.store.certs, meta: a.store.meta, custody: a.custody, audit: a.store.audit, validityHours: a.config.pki.crlValidityHours });
+  const ocsp = new OcspResponder({ cas: a.store.cas, certs: a.store.certs, custody: a.custody, validityHours: a.config.pki.ocspValidityHours });
+  return { crls, ocsp, service: new RevocationService({ certs: a.store.certs, crls, ocsp }) };
+}
+
 // ---- serving ---------------------------------------------------------------------------
 
 export interface ServeOptions {
@@ -228,11 +247,12 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   const engine = registerHsmTlsEngine({ module: a.config.hsm.module, tokenLabel: a.config.hsm.tokenLabel, pin: a.pin });
   a.reinitListeners.push(() => engine.invalidateSessions());
   const staffDirectory = buildStaffDirectory(a);
+  const revocation = buildRevocation(a);
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
-    routers: [certRoutes({ certificates: a.pki.certificates }), staffRouter(staffDirectory), statsRouter({ certificates: staffDirectory.statistics })],
+    routers: [certRoutes({ certificates: a.pki.certificates }), staffRouter(staffDirectory), statsRouter({ certificates: staffDirectory.statistics }), revocationApiRouter(revocation.service)],
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     devNotice: 'development appliance: SoftHSM2 token and system clock',
   });
@@ -240,18 +260,28 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   const listenHttp = opts.listenHttp ?? a.config.listenHttp;
   const httpsBase = urlOf('https', parseHostPort(listen));
   const publicApp = createPublicApp({ routers: [devicePkiRouter(a.tlsCertPem), pkiPublicRouter({ authorities: a.pki.authorities })], httpsBase });
+  // CRLs and OCSP on both listeners, from their own app: OCSP clients get an OCSPResponse for
+  // every failure, never problem+json (http/revocation-routes.ts).
+  const revocationApp = createRevocationPublicApp({
+    crls: revocation.crls,
+    ocsp: revocation.ocsp,
+    limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
+  }).callback();
+  const withRevocation = (other: RequestListener): RequestListener => (req, res) => (isRevocationPublicPath(req.url) ? revocationApp(req, res) : other(req, res));
 
   const https = createHttpsServer(
     // The leaf and its issuing CA, not the root (RFC 8446 §4.4.2: the root is the client's own).
     { cert: a.tlsCertPem + a.tlsChainPem, privateKeyEngine: engine.privateKeyEngine, privateKeyIdentifier: engine.privateKeyIdentifier(a.config.device.tlsKeyLabel), minVersion: 'TLSv1.2' },
-    httpsHandler(apiApp.callback(), publicApp.callback()),
+    withRevocation(httpsHandler(apiApp.callback(), publicApp.callback())),
   );
-  const http = createHttpServer(publicApp.callback());
+  const http = createHttpServer(withRevocation(publicApp.callback()));
   for (const s of [https, http]) {
     s.headersTimeout = 20_000;
     s.requestTimeout = a.config.http.timeoutMs + 5_000;
     s.keepAliveTimeout = 5_000;
   }
+  // CRLs missing or past half their validity are signed before serving; then the timer keeps them fresh.
+  await revocation.crls.refreshDue();
   const sAddr = await listenOn(https, listen);
   let hAddr;
   try {
@@ -260,6 +290,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     https.close();
     throw e;
   }
+  revocation.crls.start();
   const nonceSweep = setInterval(() => void a.store.nonces.purgeExpired(Date.now()).catch((e: Error) => log.warn({ err: e.message }, 'nonce purge failed')), 60_000);
   nonceSweep.unref();
   let stopping: Promise<void> | undefined;
@@ -276,6 +307,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
         force.unref();
         await closed;
         clearTimeout(force);
+        await revocation.crls.stop();
         await a.store.audit.append({ actor: 'system', action: 'appliance.stop', outcome: 'ok' }).catch(() => undefined);
         await a.close();
       })();

@@ -160,7 +160,8 @@ function judgeChrony(c: ChronyInputs, b: ClockBounds, now: number): Judged<Chron
   const r = c.last;
   const t = r?.tracking;
   const age = r ? now - r.atMono : null;
-  const refAge = r && t && t.refTime > 0 ? r.atWall - t.refTime * 1000 + (now - r.atMono) : null;
+  // chronyd keeps its reference time on its corrected timescale (system clock + offset).
+  const refAge = r && t && t.refTime > 0 ? Math.max(0, r.atWall + t.systemTimeOffset * 1000 - t.refTime * 1000 + (now - r.atMono)) : null;
   const err = r ? chronyErrorMs(r) : null;
   const why = c.lastError && (!r || c.lastError.atMono > r.atMono) ? `: ${c.lastError.message}` : '';
   const fatal: string[] = [];

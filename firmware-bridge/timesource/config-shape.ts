@@ -21,8 +21,8 @@ export interface GpsdSourceConfig {
   /** Least TPV mode that counts as a fix: 2 (2D) or 3 (3D). */
   minMode: 2 | 3;
   /**
-   * Error allowed for serial (NMEA) time without PPS: the receiver's latency that the measured
-   * offset cannot see. Added to the GPS error when no fresh PPS is present.
+   * Without a fresh PPS, serial (NMEA) time arrives up to this late (the receiver's output
+   * latency); the GPS error bound is then max(|offset|, |offset + serialLatencyMs|) + ept.
    */
   serialLatencyMs: number;
 }

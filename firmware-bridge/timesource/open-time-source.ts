@@ -69,6 +69,7 @@ export async function openTimeSource(cfg: TimesourceConfig, deps: TimeSourceDeps
   });
 
   let gps: GpsdClient | undefined;
+  let gpsUp: boolean | undefined;
   if (cfg.gpsd) {
     gps = new GpsdClient({
       host: cfg.gpsd.host,
@@ -76,8 +77,10 @@ export async function openTimeSource(cfg: TimesourceConfig, deps: TimeSourceDeps
       backoff: deps.gpsdBackoff,
       onMessage: (m, atWall, atMono) => monitor.gpsMessage(m, atWall, atMono),
       onConnection: (up, error) => {
+        // Once per outage, not once per reconnect attempt.
         if (up) log.info({ gpsd: gps!.endpoint }, 'gpsd connected');
-        else log.warn({ gpsd: gps!.endpoint, error }, 'gpsd connection lost; reconnecting');
+        else if (gpsUp !== false) log.warn({ gpsd: gps!.endpoint, error }, 'gpsd not reachable; reconnecting');
+        gpsUp = up;
         monitor.gpsConnection(up, error);
       },
       onProtocolError: (message) => log.debug({ gpsd: gps!.endpoint, message }, 'gpsd line ignored'),

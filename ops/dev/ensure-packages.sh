@@ -11,6 +11,9 @@ PACKAGES=(
   libbcpkix-java
   libbcutil-java
   default-jdk-headless  # javac/java for the BouncyCastle checks
+  gpsd               # GPS time source; tests run a private gpsd fed with NMEA over TCP
+  gpsd-clients       # gpspipe/cgps, to look at a receiver by hand
+  chrony             # NTP status (chronyc tracking); tests run private chronyd -x pairs
   make
   g++                # node-gyp builds the native addons
   python3

@@ -5,10 +5,9 @@
 // file (configs, pid, drift, logs, command sockets) under one temporary directory (mode 700).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { stopChild, trackChild } from './gpsd-peer.js';
+import { stopChild, tempDir, trackChild } from './gpsd-peer.js';
 
 /** A UDP port that was free on 127.0.0.1 a moment ago. */
 export function freeUdpPort(): Promise<number> {
@@ -61,7 +60,7 @@ export interface ChronyPeers {
  * synchronised (≈ 1 s with iburst, minpoll -2).
  */
 export async function startChronyPeers(offset: number): Promise<ChronyPeers> {
-  const dir = mkdtempSync(join(tmpdir(), 'yq-chrony-'));
+  const dir = tempDir('yq-chrony-');
   chmodSync(dir, 0o700);
   const serverPort = await freeUdpPort();
   const cmdPort = await freeUdpPort();

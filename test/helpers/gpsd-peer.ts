@@ -10,14 +10,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const live = new Set<ChildProcess>();
+const dirs = new Set<string>();
 process.once('exit', () => {
   for (const c of live) c.kill('SIGKILL');
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
 /** Registers a child so that it is killed even if the test dies before its teardown. */
 export function trackChild(c: ChildProcess): void {
   live.add(c);
   c.once('exit', () => live.delete(c));
+}
+
+/** A temporary directory that is removed when the test process exits, whatever happens. */
+export function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.add(d);
+  return d;
 }
 
 /** Sends SIGTERM, then SIGKILL after `graceMs`; resolves when the process has exited. */
@@ -151,7 +160,7 @@ export interface GpsdPeer {
 }
 
 export async function startGpsdPeer(opts: { intervalMs?: number } = {}): Promise<GpsdPeer> {
-  const dir = mkdtempSync(join(tmpdir(), 'yq-gpsd-'));
+  const dir = tempDir('yq-gpsd-');
   const feed = await startNmeaFeed(opts);
   const port = await freeTcpPort();
   let proc: ChildProcess | undefined;

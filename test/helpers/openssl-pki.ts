@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { createSoftwareSigner } from '../../appliance/src/crypto/software-signer.js';
 import type { KeyCustody, Signer } from '../../appliance/src/crypto/interfaces.js';
 import { fromPem } from '../../appliance/src/crypto/der.js';
+import { certificateIdentity } from '../../appliance/src/asn1/crl.js';
 import type { CaId, CaRecord, CertificateRecord, Hierarchy } from '../../appliance/src/pki/types.js';
 
 export const SM2_ID_OPTS = ['-sm3', '-sigopt', 'distid:1234567812345678'];
@@ -107,11 +108,13 @@ export function makeTestHierarchy(kind: Hierarchy): TestHierarchy {
     return load(name, keyFile);
   };
 
+  // Distinct serials per hierarchy, so both can live in one store.
+  const base = kind === 'sm2' ? '5' : '0';
   const rootKey = genKey('root');
-  openssl(['req', '-new', '-x509', '-key', rootKey, ...sig, '-utf8', '-subj', `/C=CN/O=医签测试/CN=${kind} 根 CA`, '-days', '60', '-config', 'openssl.cnf', '-extensions', 'root', '-set_serial', '0x0101', '-out', 'root.pem'], dir);
+  openssl(['req', '-new', '-x509', '-key', rootKey, ...sig, '-utf8', '-subj', `/C=CN/O=医签测试/CN=${kind} 根 CA`, '-days', '60', '-config', 'openssl.cnf', '-extensions', 'root', '-set_serial', `0x${base}101`, '-out', 'root.pem'], dir);
   const root = load('root', rootKey);
-  const issuing = issue('issuing', genKey('issuing'), `/C=CN/O=医签测试/CN=${kind} 签发 CA`, 'issuing', '0202', root);
-  const ocsp = issue('ocsp', genKey('ocsp'), `/C=CN/O=医签测试/CN=${kind} OCSP`, 'ocsp', '0303', issuing);
+  const issuing = issue('issuing', genKey('issuing'), `/C=CN/O=医签测试/CN=${kind} 签发 CA`, 'issuing', `${base}202`, root);
+  const ocsp = issue('ocsp', genKey('ocsp'), `/C=CN/O=医签测试/CN=${kind} OCSP`, 'ocsp', `${base}303`, issuing);
   const leafKey = genKey('leaf');
   const signers = new Map<string, Signer>();
 
@@ -150,6 +153,7 @@ export function makeTestHierarchy(kind: Hierarchy): TestHierarchy {
     record(cert, extra = {}) {
       const now = new Date();
       const spki = createSoftwareSigner(cert.keyPem).publicKeyInfo.toString('base64');
+      const id = certificateIdentity(cert.der);
       return {
         serial: cert.serial,
         id: testUlid(),
@@ -161,8 +165,8 @@ export function makeTestHierarchy(kind: Hierarchy): TestHierarchy {
         keyAlgorithm: kind === 'sm2' ? 'sm2' : 'ecdsa-p256',
         keyOrigin: 'csr',
         publicKeyInfo: spki,
-        notBefore: new Date(now.getTime() - 3_600_000).toISOString(),
-        notAfter: new Date(now.getTime() + 30 * 86_400_000).toISOString(),
+        notBefore: id.notBefore.toISOString(),
+        notAfter: id.notAfter.toISOString(),
         status: 'good',
         certificate: cert.der.toString('base64'),
         issuedAt: now.toISOString(),

@@ -1,7 +1,8 @@
 // A real certificate authority for one test process: a private SoftHSM2 token (softhsm.ts), a
-// real LMDB store, the PKCS#11 custody, and the two hierarchies made exactly as `yiqian init`
-// makes them (pki/hierarchy.ts through main.ts's buildPki). SoftHSM2 reads its config once per
-// process: one fixture per test file.
+// real LMDB store, the PKCS#11 custody, and the two hierarchies made as `yiqian init` makes them
+// (pki/hierarchy.ts), wired like main.ts's buildPki (not imported: main.ts pulls in the whole
+// appliance, which costs each test file seconds of TypeScript loading). SoftHSM2 reads its config
+// once per process: one fixture per test file.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
@@ -9,7 +10,9 @@ import { join } from 'node:path';
 import { openPkcs11Custody, type Pkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import { defaultConfig, type Config } from '../../appliance/src/config/config.js';
 import { createSm2Signer, generateSm2KeyPair, sm2Digest, sm2SpkiFromPublicKey } from '../../appliance/src/crypto/sm2.js';
-import { buildPki, type Pki } from '../../appliance/src/main.js';
+import { createAuthorities, type Authorities } from '../../appliance/src/pki/authorities.js';
+import { createCertificateService, type CertificateService } from '../../appliance/src/pki/certificate-service.js';
+import { resolveProfiles, type ProfileSet } from '../../appliance/src/pki/profiles.js';
 import { createHierarchies, type CreatedHierarchies } from '../../appliance/src/pki/hierarchy.js';
 import { openStore, type Store } from '../../appliance/src/store/open-store.js';
 import { makeTestToken, type TestToken } from './softhsm.js';
@@ -20,7 +23,7 @@ export interface PkiFixture {
   store: Store;
   custody: Pkcs11Custody;
   config: Config;
-  pki: Pki;
+  pki: { profiles: ProfileSet; authorities: Authorities; certificates: CertificateService };
   created: CreatedHierarchies;
   close(): Promise<void>;
 }
@@ -42,7 +45,18 @@ export async function makePkiFixture(opts: { ecdsaAlgorithm?: 'ecdsa-p256' | 'rs
   const config = defaultConfig();
   config.pki.ecdsaAlgorithm = opts.ecdsaAlgorithm ?? 'ecdsa-p256';
   if (opts.profiles) config.pki.profiles = opts.profiles;
-  const pki = buildPki({ store, custody, config });
+  const profiles = resolveProfiles(config.pki.profiles);
+  const authorities = createAuthorities({ cas: store.cas, custody });
+  const certificates = createCertificateService({
+    certs: store.certs,
+    audit: store.audit,
+    authorities,
+    profiles,
+    publicBaseUrl: config.publicBaseUrl,
+    organisation: config.pki.organisation,
+    country: config.pki.country,
+  });
+  const pki = { profiles, authorities, certificates };
   const tls = await custody.generate({ algorithm: 'ecdsa-p256', label: config.device.tlsKeyLabel, purpose: 'test TLS key' });
   const created = await createHierarchies(
     {

@@ -5,7 +5,7 @@
 // the Prometheus gauges follow.
 import t from 'tap';
 import { Registry } from 'prom-client';
-import { startGpsdPeer, type GpsdPeer } from '../helpers/gpsd-peer.js';
+import { startGpsdPeer } from '../helpers/gpsd-peer.js';
 import { openTimeSource } from '../../firmware-bridge/timesource/open-time-source.js';
 import { parseTimesourceConfig } from '../../firmware-bridge/timesource/config-shape.js';
 import { ClockGate } from '../../firmware-bridge/timesource/clock-gate.js';
@@ -27,20 +27,16 @@ async function waitForState(src: OpenTimeSource, want: ClockState, timeoutMs: nu
 }
 
 t.test('gpsd: fix → SYNCED, gpsd gone → UNSYNCED, back → SYNCED, silent/no fix/disagreement → UNSYNCED', async (t) => {
-  let peer: GpsdPeer | undefined;
-  let src: OpenTimeSource | undefined;
-  t.teardown(async () => {
-    await src?.close();
-    await peer?.close();
-  });
-  peer = await startGpsdPeer();
+  const peer = await startGpsdPeer();
+  t.teardown(() => peer.close());
   const events: ClockEvent[] = [];
   const cfg = parseTimesourceConfig({
     kind: 'monitored',
     gpsd: { host: '127.0.0.1', port: peer.port, requireFix: true, minMode: 2 },
     bounds: { maxOffsetMs: 1000, maxAgeMs: 3000, degradedOffsetMs: 500 },
   });
-  src = await openTimeSource(cfg, { log: quiet, onEvent: (e) => events.push(e), gpsdBackoff: { initialMs: 100, maxMs: 500 } });
+  const src = await openTimeSource(cfg, { log: quiet, onEvent: (e) => events.push(e), gpsdBackoff: { initialMs: 100, maxMs: 500 } });
+  t.teardown(() => src.close());
   const gate = new ClockGate(src);
   const registry = new Registry();
   registerClockMetrics(registry, src);

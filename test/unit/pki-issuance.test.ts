@@ -20,8 +20,20 @@ let f: PkiFixture;
 const tmp = mkdtempSync(join(tmpdir(), 'yq-pki-csr-'));
 const ACTOR = 'app:01TESTAPP0000000000000000A';
 
+// 2.999: the ITU-T example arc (X.660) — a hospital configures OIDs from its own arc.
+const LICENCE_OID = '2.999.1.1';
+const POLICY_OID = '2.999.2.1';
+
 t.before(async () => {
-  f = await makePkiFixture();
+  f = await makePkiFixture({
+    profiles: {
+      personal: {
+        policies: [{ oid: POLICY_OID, cps: 'http://127.0.0.1:8080/cps' }],
+        namedExtensions: [{ name: 'practisingLicence', oid: LICENCE_OID, type: 'utf8String', description: '执业证书号' }],
+      },
+      'staff-licensed': { base: 'personal', namedExtensions: [{ name: 'practisingLicence', oid: LICENCE_OID, type: 'utf8String', required: true }] },
+    },
+  });
 });
 t.teardown(async () => {
   await f?.close();
@@ -98,7 +110,7 @@ t.test('issue from OpenSSL requests: SM2, P-256, RSA', async (t) => {
     t.equal(r.status, 'good');
     t.equal(r.issuedBy, ACTOR);
     t.same([r.employeeId, r.departmentId, r.titleLevel, r.commonName], ['E1001', 'D-CARDIO', '主任医师', '张三']);
-    t.equal(r.subject, 'serialNumber=E1001,CN=张三,title=主任医师,OU=心内科,O=医签 yiqian,C=CN', 'request fields win over the CSR subject');
+    t.equal(r.subject, 'serialNumber=E1001,CN=张三,title=主任医师,OU=心内科,O=医签 yiqian,C=CN', 'request fields win; O is the configured organisation, not the CSR\'s');
     const der = Buffer.from(r.certificate, 'base64');
     t.ok(await signedByIssuer(der, r.caId), 'signature verifies with the issuing CA key');
     const info = readCertificate(der);
@@ -107,10 +119,18 @@ t.test('issue from OpenSSL requests: SM2, P-256, RSA', async (t) => {
     const days = (info.notAfter.getTime() - Date.now()) / 86_400_000;
     t.ok(days > 729.9 && days <= 730, `default validity 730 days (${days.toFixed(2)})`);
     t.equal(info.publicKeyInfo.toString('base64'), r.publicKeyInfo);
+    const licence = info.extensions.find((e) => e.oid === LICENCE_OID);
+    t.same(licence && { critical: licence.critical, value: licence.value.toString('hex') }, { critical: false, value: '0c12' + Buffer.from('110110199001011234').toString('hex') }, '执业证书号 as UTF8String under its OID');
+    t.equal(info.extensions.find((e) => e.oid === '1.2.3.4.5')?.value.toString('hex'), '0202ff7f', 'INTEGER -129');
+    t.ok(info.extensions.find((e) => e.oid === '2.5.29.32')?.value.includes(Buffer.from('http://127.0.0.1:8080/cps')), 'configured policy with its CPS URI');
     if (kind !== 'sm2') t.ok(new X509Certificate(der).checkIssued(new X509Certificate((await f.pki.authorities.get('ecdsa-issuing')).der)), 'node: issued by ecdsa-issuing');
     const [entry] = await f.store.audit.list({ action: 'cert.issue', fromSeq: 1, limit: 1000 }).then((l) => l.filter((a) => a.target === r.serial));
     t.equal(entry.actor, ACTOR);
     t.equal(entry.detail?.profile, 'personal');
+    if (kind === 'sm2') {
+      const cnFromCsr = await f.pki.certificates.issueFromCsr({ profile: 'device', csr: csrPem, dnsNames: ['emr.example'] }, ACTOR);
+      t.equal(cnFromCsr.record.commonName, 'ignored', 'without a commonName in the request, the CSR\'s CN is used');
+    }
     t.equal(await f.pki.certificates.get(r.serial.toUpperCase().replace(/(..)(?!$)/g, '$1:')).then((x) => x.serial), r.serial, 'get accepts 0A:1B… serial spelling');
   }
 });
@@ -144,6 +164,8 @@ t.test('bad requests: a specific code each, nothing issued', async (t) => {
     ['TSA profile over the API', () => f.pki.certificates.issueFromCsr({ profile: 'tsa', csr: p256.csrPem, commonName: 'x' }, ACTOR), 'PROFILE_NOT_ALLOWED'],
     ['SM2 key in the ECDSA hierarchy', () => f.pki.certificates.issueFromCsr({ profile: 'personal', csr: sm2.csrPem, hierarchy: 'ecdsa', commonName: 'x', employeeId: 'E1' }, ACTOR), 'KEY_ALGORITHM_MISMATCH'],
     ['P-256 key in the SM2 hierarchy', () => f.pki.certificates.issueFromCsr({ profile: 'personal', csr: p256.csrPem, hierarchy: 'sm2', commonName: 'x', employeeId: 'E1' }, ACTOR), 'KEY_ALGORITHM_MISMATCH'],
+    ['required named extension missing', () => f.pki.certificates.issueFromCsr({ profile: 'staff-licensed', csr: p256.csrPem, commonName: 'x', employeeId: 'E1' }, ACTOR), 'PROFILE_FIELD_MISSING'],
+    ['unknown named extension', () => f.pki.certificates.issueFromCsr({ profile: 'personal', csr: p256.csrPem, commonName: 'x', employeeId: 'E1', extensions: [{ name: 'nickname', value: 'x' }] }, ACTOR), 'EXTENSION_NOT_ALLOWED'],
     ['missing employee id', () => f.pki.certificates.issueFromCsr({ profile: 'personal', csr: p256.csrPem, commonName: 'x' }, ACTOR), 'PROFILE_FIELD_MISSING'],
     ['device without SAN', () => f.pki.certificates.issueFromCsr({ profile: 'device', csr: p256.csrPem, commonName: 'his.example' }, ACTOR), 'PROFILE_FIELD_MISSING'],
     ['employee id on a seal', () => f.pki.certificates.issueFromCsr({ profile: 'seal', csr: p256.csrPem, commonName: '合同专用章', employeeId: 'E1' }, ACTOR), 'SUBJECT_FIELD_NOT_ALLOWED'],
@@ -193,7 +215,7 @@ t.test('renewal: same key, new key by CSR, new key generated; links both ways', 
   const oldInfo = readCertificate(Buffer.from(first.record.certificate, 'base64'));
   const newInfo = readCertificate(Buffer.from(same.record.certificate, 'base64'));
   t.same(newInfo.subjectDer, oldInfo.subjectDer, 'subject DER unchanged');
-  const licence = (i: typeof oldInfo): string | undefined => i.extensions.find((e) => e.oid.endsWith('.2.1'))?.value.toString('hex');
+  const licence = (i: typeof oldInfo): string | undefined => i.extensions.find((e) => e.oid === LICENCE_OID)?.value.toString('hex');
   t.equal(licence(newInfo), licence(oldInfo), 'custom extension carried over');
   t.ok((newInfo.notAfter.getTime() - Date.now()) / 86_400_000 > 700, 'renewed with the profile validity');
   t.equal((await f.pki.certificates.get(first.record.serial)).renewedBy, same.record.serial, 'old record points to the new one');

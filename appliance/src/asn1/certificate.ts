@@ -18,7 +18,7 @@ import {
   Name, PolicyInformation, PolicyQualifierInfo, SubjectAlternativeName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate,
   Time, Validity, Version, AlgorithmIdentifier,
 } from '@peculiar/asn1-x509';
-import { DerError, Tag, bitString, integer, oid as derOid, readTlv, seq, tlv } from '../crypto/der.js';
+import { DerError, Tag, bitString, children, integer, oid as derOid, readOid, readTlv, seq, tlv } from '../crypto/der.js';
 import { YiqianError } from '../errors.js';
 import { PRINTABLE } from './name.js';
 
@@ -341,7 +341,7 @@ export function readCertificate(der: Buffer): CertificateInfo {
   const outer = readTlv(der, 0);
   if (outer.next !== der.length) throw new DerError('trailing bytes after the certificate');
   const tbsRaw = readTlv(outer.tlv.value, 0).tlv.raw;
-  const extensions = (tbs.extensions ?? []).map((e) => ({ oid: e.extnID, critical: e.critical, value: Buffer.from(e.extnValue.buffer) }));
+  const extensions = readExtensions(Buffer.from(tbsRaw));
   const skiExt = extensions.find((e) => e.oid === EXT.subjectKeyIdentifier);
   return {
     serial: serialHex(Buffer.from(tbs.serialNumber)),
@@ -357,6 +357,21 @@ export function readCertificate(der: Buffer): CertificateInfo {
     signatureAlgorithm: cert.signatureAlgorithm.algorithm,
     signature: Buffer.from(cert.signatureValue),
   };
+}
+
+/**
+ * The extensions of a TBSCertificate, read with the strict DER reader: OIDs with large arcs (the
+ * 2.25.<UUID> arcs, X.667) come back as proper dotted strings (the schema parser does not).
+ */
+function readExtensions(tbs: Buffer): { oid: string; critical: boolean; value: Buffer }[] {
+  const items = children(readTlv(tbs, 0).tlv.value);
+  const wrapper = items.find((i) => i.tag === 0xa3);
+  if (!wrapper) return [];
+  return children(readTlv(wrapper.value, 0).tlv.value).map((e) => {
+    const parts = children(e.value);
+    const critical = parts.length === 3 && parts[1].tag === 0x01 && parts[1].value[0] !== 0;
+    return { oid: readOid(parts[0]), critical, value: Buffer.from(parts[parts.length - 1].value) };
+  });
 }
 
 /** Lower-case hex of an unsigned serial without leading zero octets ("00" for zero). */

@@ -44,6 +44,10 @@ export interface PkiConfig {
   country: string;
   /** Overrides of the built-in profiles, or new profiles `{ "base": "<built-in>", … }` (pki/profiles.ts). */
   profiles?: Record<string, Record<string, unknown>>;
+  /** Hours from a CRL's thisUpdate to its nextUpdate; re-signed when less than half is left (docs/revocation.md). Default 24. */
+  crlValidityHours?: number;
+  /** Hours from an OCSP response's thisUpdate to its nextUpdate; pre-signed ones are re-signed past half. Default 24. */
+  ocspValidityHours?: number;
 }
 
 export interface Config {
@@ -69,7 +73,7 @@ export interface Config {
 }
 
 export function defaultPkiConfig(): PkiConfig {
-  return { ecdsaAlgorithm: 'ecdsa-p256', organisation: '医签 yiqian', country: 'CN', profiles: {} };
+  return { ecdsaAlgorithm: 'ecdsa-p256', organisation: '医签 yiqian', country: 'CN', profiles: {}, crlValidityHours: 24, ocspValidityHours: 24 };
 }
 
 export function defaultConfig(): Config {
@@ -172,7 +176,8 @@ export function validateConfig(raw: unknown): Config {
     if (c.pki.ecdsaAlgorithm !== 'ecdsa-p256' && c.pki.ecdsaAlgorithm !== 'rsa-3072') problems.push("pki.ecdsaAlgorithm must be 'ecdsa-p256' or 'rsa-3072'");
     if (typeof c.pki.organisation !== 'string' || c.pki.organisation.trim() === '' || [...c.pki.organisation].length > 64) problems.push('pki.organisation must be a string of 1–64 characters');
     if (typeof c.pki.country !== 'string' || !/^[A-Z]{2}$/.test(c.pki.country)) problems.push('pki.country must be two upper-case letters (ISO 3166)');
-    for (const k of Object.keys(c.pki)) if (!['ecdsaAlgorithm', 'organisation', 'country', 'profiles'].includes(k)) problems.push(`pki.${k} is not a setting`);
+    for (const k of ['crlValidityHours', 'ocspValidityHours']) if (c.pki[k] !== undefined) at(`pki.${k}`, int(1, 24 * 366));
+    for (const k of Object.keys(c.pki)) if (!['ecdsaAlgorithm', 'organisation', 'country', 'profiles', 'crlValidityHours', 'ocspValidityHours'].includes(k)) problems.push(`pki.${k} is not a setting`);
     problems.push(...validateProfileConfig(c.pki.profiles));
   }
   if (problems.length) invalid(problems);

@@ -7,13 +7,12 @@ import { KEY_PURPOSES, KEY_USAGE_BITS, TYPED_VALUE_TYPES, type KeyUsageName, typ
 import type { CaId } from './types.js';
 
 /**
- * yiqian's own OID arc: 2.25.<UUID b7f52c59-a2ae-465e-baac-378cfdbfd875> (ITU-T X.667: an
- * OID anyone may allocate from a random UUID, without registration). .1.n certificate
- * policies, .2.n extensions. A hospital with its own arc sets its OIDs in `pki.profiles`.
+ * No private OIDs by default. Certificate policies and named extensions (e.g. 执业证书号) need
+ * OIDs from the hospital's own registered arc, set in `pki.profiles` (docs/pki.md). An arc that
+ * needs no registration exists — 2.25.<UUID> (X.667) — but its 128-bit arcs break common
+ * parsers (pyca/cryptography ≥ 38, Go before 1.22, wolfSSL, asn1js), so it is not used here.
+ * Requests can always add an extension by OID with a typed value where the profile allows it.
  */
-export const YIQIAN_ARC = '2.25.244521735486656918950181140815847348341';
-export const POLICY_ARC = `${YIQIAN_ARC}.1`;
-export const EXTENSION_ARC = `${YIQIAN_ARC}.2`;
 
 export const SUBJECT_FIELDS = ['commonName', 'organisation', 'ou', 'employeeId', 'departmentId', 'titleLevel', 'dnsNames', 'ipAddresses', 'email'] as const;
 export type SubjectField = (typeof SUBJECT_FIELDS)[number];
@@ -61,7 +60,7 @@ export type ProfileSet = ReadonlyMap<string, Profile>;
 const STAFF_FIELDS: SubjectField[] = ['commonName', 'organisation', 'ou', 'employeeId', 'departmentId', 'titleLevel', 'email'];
 const ORG_FIELDS: SubjectField[] = ['commonName', 'organisation', 'ou'];
 
-function base(name: string, description: string, policy: number): Profile {
+function base(name: string, description: string): Profile {
   return {
     name,
     description,
@@ -72,7 +71,7 @@ function base(name: string, description: string, policy: number): Profile {
     rsaExtraKeyUsage: [],
     extKeyUsage: [],
     extKeyUsageCritical: false,
-    policies: [{ oid: `${POLICY_ARC}.${policy}` }],
+    policies: [],
     required: ['commonName'],
     allowed: ORG_FIELDS,
     requireSubjectAltName: false,
@@ -88,32 +87,24 @@ function base(name: string, description: string, policy: number): Profile {
 export function defaultProfiles(): Profile[] {
   return [
     {
-      ...base('personal', '个人证书（医护人员）/ personal certificate of a staff member', 1),
+      ...base('personal', '个人证书（医护人员）/ personal certificate of a staff member'),
       extKeyUsage: [KEY_PURPOSES.clientAuth, KEY_PURPOSES.emailProtection],
       required: ['commonName', 'employeeId'],
       allowed: STAFF_FIELDS,
-      namedExtensions: [
-        { name: 'practisingLicence', oid: `${EXTENSION_ARC}.1`, type: 'utf8String', critical: false, required: false, description: '执业证书号 / practising-licence number' },
-        { name: 'qualificationCertificate', oid: `${EXTENSION_ARC}.2`, type: 'utf8String', critical: false, required: false, description: '资格证书号 / qualification certificate number' },
-      ],
       allowCustomExtensions: true,
     },
     {
-      ...base('organisation', '机构证书（单位）/ organisation certificate', 2),
+      ...base('organisation', '机构证书（单位）/ organisation certificate'),
       extKeyUsage: [KEY_PURPOSES.clientAuth],
-      namedExtensions: [
-        { name: 'unifiedSocialCreditCode', oid: `${EXTENSION_ARC}.3`, type: 'printableString', critical: false, required: false, description: '统一社会信用代码 / unified social credit code' },
-      ],
       allowCustomExtensions: true,
     },
     {
-      ...base('seal', '电子印章证书 / electronic seal certificate', 3),
+      ...base('seal', '电子印章证书 / electronic seal certificate'),
       maxValidityDays: 1825,
-      namedExtensions: [{ name: 'sealCode', oid: `${EXTENSION_ARC}.4`, type: 'printableString', critical: false, required: false, description: '印章编码 / seal code' }],
       allowCustomExtensions: true,
     },
     {
-      ...base('device', '设备/TLS 服务器证书 / device (TLS server) certificate', 4),
+      ...base('device', '设备/TLS 服务器证书 / device (TLS server) certificate'),
       validityDays: 397,
       maxValidityDays: 825,
       keyUsage: ['digitalSignature'],
@@ -124,7 +115,7 @@ export function defaultProfiles(): Profile[] {
     },
     {
       // RFC 3161 §2.3: the TSA certificate has exactly one EKU, timeStamping, marked critical.
-      ...base('tsa', '时间戳服务证书 / time-stamping authority certificate', 5),
+      ...base('tsa', '时间戳服务证书 / time-stamping authority certificate'),
       issuance: 'appliance',
       validityDays: 1825,
       maxValidityDays: 3650,
@@ -134,7 +125,7 @@ export function defaultProfiles(): Profile[] {
     {
       // RFC 6960 §4.2.2.2: delegated responder — id-kp-OCSPSigning, and id-pkix-ocsp-nocheck so
       // clients do not ask the responder about its own certificate; kept short-lived for that reason.
-      ...base('ocsp', 'OCSP 响应签名证书 / delegated OCSP responder certificate', 6),
+      ...base('ocsp', 'OCSP 响应签名证书 / delegated OCSP responder certificate'),
       issuance: 'appliance',
       validityDays: 365,
       maxValidityDays: 730,

@@ -7,7 +7,8 @@
 //   titleLevel → title (职称)                              employeeId → serialNumber (工号)
 //   departmentId (the hospital systems' 科室 id) is kept on the record, not in the certificate.
 //   dnsNames, ipAddresses, email → subjectAltName.
-// Absent commonName / organisation / ou fall back to the CSR's subject when the profile allows them.
+// Only the commonName may come from the CSR's subject (when the request gives none): the rest of
+// a requested subject is ignored, so a client cannot name itself into another organisation.
 import { isIP } from 'node:net';
 import type { Name } from '@peculiar/asn1-x509';
 import { encodeTypedValue, TYPED_VALUE_TYPES, type CertificateExtension, type TypedValue, type TypedValueType } from '../asn1/certificate.js';
@@ -91,12 +92,9 @@ export function resolveSubject(profile: Profile, input: SubjectInput, defaults: 
       throw issuanceError('SUBJECT_FIELD_NOT_ALLOWED', 400, `配置 ${profile.name} 的证书不含字段 ${f}`, `profile ${profile.name} does not take the subject field ${f} (it takes: ${profile.allowed.join(', ')})`, { field: f, profile: profile.name });
     }
   }
-  if (csrSubject) {
-    const fromCsr: [SubjectField, 'CN' | 'O' | 'OU'][] = [['commonName', 'CN'], ['organisation', 'O'], ['ou', 'OU']];
-    for (const [f, attr] of fromCsr) {
-      const v = nameValue(csrSubject, attr);
-      if (given[f] === undefined && v !== undefined && profile.allowed.includes(f)) given[f] = v;
-    }
+  if (csrSubject && given.commonName === undefined) {
+    const cn = nameValue(csrSubject, 'CN');
+    if (cn !== undefined) given.commonName = cn;
   }
   const missing = profile.required.filter((f) => given[f] === undefined);
   if (profile.requireSubjectAltName && given.dnsNames === undefined && given.ipAddresses === undefined) missing.push('dnsNames');

@@ -124,10 +124,19 @@ export function decodeCsv(bytes: Buffer, charset?: string): { text: string; enco
       : badFile('文件既不是 UTF-8 也不是 GBK 编码', 'the file is neither UTF-8 nor GBK', { encoding: 'unknown' });
   }
   if (encoding === 'gbk' && text.startsWith('\ufeff')) text = text.slice(1);
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(text)) {
+  if (hasControlCharacters(text)) {
     throw badFile('文件含有控制字符，不是文本文件（是否上传了 Excel 的 .xlsx 文件？请另存为 CSV）', 'the file contains control characters and is not text (an .xlsx workbook? save it as CSV)', { encoding });
   }
   return { text, encoding, bom };
+}
+
+/** C0 controls other than TAB, LF, CR, and DEL: text files do not have them, binary files do. */
+function hasControlCharacters(text: string): boolean {
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || c === 0x7f) return true;
+  }
+  return false;
 }
 
 function decodes(d: TextDecoder, bytes: Buffer): boolean {
@@ -241,7 +250,7 @@ const BY_NAME = new Map<string, StaffColumn>(
 export function mapHeader(header: CsvRecord): StaffColumn[] {
   const names = header.fields.map(normaliseHeader);
   const cols = names.map((n) => BY_NAME.get(n));
-  const accepted = Object.entries(COLUMN_NAMES).map(([col, ns]) => `${col} (${ns.filter((n) => /[^\x00-\x7f]/.test(n)).join('/')})`);
+  const accepted = Object.entries(COLUMN_NAMES).map(([col, ns]) => `${col} (${ns.filter((n) => /[^ -~]/.test(n)).join('/')})`);
   if (header.malformed !== undefined || cols.every((c) => c === undefined)) {
     throw badFile('第一行必须是表头（姓名、工号、科室ID、身份证号，可选职称级别、手机号）', 'the first row must be a header naming the columns (name, employeeId, departmentId, nationalId; optional titleLevel, mobile)', { columnsAccepted: accepted });
   }
@@ -293,8 +302,7 @@ function checkRecord(rec: CsvRecord, columns: StaffColumn[]): ReadRow {
   const raw: Partial<Record<StaffColumn, string>> = {};
   columns.forEach((c, i) => (raw[c] = rec.fields[i]));
   const given = raw.employeeId?.trim();
-  const result: RowResult = { row: rec.row, line: rec.line, status: 'rejected' };
-  if (given) result.employeeId = given.slice(0, 64);
+  const result: RowResult = given ? { row: rec.row, line: rec.line, employeeId: given.slice(0, 64), status: 'rejected' } : { row: rec.row, line: rec.line, status: 'rejected' };
   if (rec.malformed !== undefined) {
     result.reasons = [reason(StaffCodes.ROW_MALFORMED, undefined, '该行不符合 CSV 格式（引号使用错误）', `the row is not valid CSV: ${rec.malformed}`)];
     return { result };

@@ -2,6 +2,7 @@
 // audited reason, look up by national id or mobile through blind indexes, and import CSV
 // files all or nothing. National id and mobile leave this service in plaintext only from
 // reveal(), after its audit record is durable.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { AuditLog } from '../audit/audit-log.js';
 import { Codes, YiqianError, fail } from '../errors.js';
 import { nowIso } from '../store/ids.js';
@@ -71,6 +72,7 @@ export interface StaffDeps {
 }
 
 const PII_FIELDS: readonly PiiField[] = ['nationalId', 'mobile'];
+const YIELD_EVERY = 500;
 
 export function createStaffService(deps: StaffDeps): StaffService {
   const { staff, pii } = deps;
@@ -237,7 +239,8 @@ export function createStaffService(deps: StaffDeps): StaffService {
     async importCsv(bytes, opts) {
       const read = readStaffCsv(bytes, { charset: opts.charset, limits: deps.importLimits });
       const known = new Set((await deps.departments.list()).map((d) => d.hisDeptId));
-      for (const row of read.rows) {
+      for (const [i, row] of read.rows.entries()) {
+        if (i % YIELD_EVERY === YIELD_EVERY - 1) await nextTurn(); // a 10,000-row file must not hold the event loop
         const input = row.input;
         if (!input) continue;
         if (!known.has(input.departmentId)) {
@@ -272,7 +275,8 @@ export function createStaffService(deps: StaffDeps): StaffService {
 
       const now = nowIso();
       const records: StaffRecord[] = [];
-      for (const { input } of read.rows) {
+      for (const [i, { input }] of read.rows.entries()) {
+        if (i % YIELD_EVERY === YIELD_EVERY - 1) await nextTurn();
         const r = input!;
         const rec: StaffRecord = { employeeId: r.employeeId, name: r.name, departmentId: r.departmentId, status: 'active', ...(await pii.seal(r.employeeId, { nationalId: r.nationalId, mobile: r.mobile })), createdAt: now, updatedAt: now };
         if (r.titleLevel !== undefined) rec.titleLevel = r.titleLevel;
