@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { buildOcspRequest, parseOcspResponse } from '../appliance/src/asn1/ocsp.js';
 import { initialise } from '../appliance/src/cli/init.js';
 import { buildRevocation, openAppliance } from '../appliance/src/main.js';
+import { log } from '../appliance/src/log.js';
 import type { Hierarchy } from '../appliance/src/pki/types.js';
 import { measure, printTable, type BenchRow } from './table.js';
 
@@ -23,7 +24,9 @@ const IN_FLIGHT = 8;
 const NONCE_POOL = 512;
 
 export async function benchOcsp(): Promise<BenchRow[]> {
-  process.env.YIQIAN_LOG_LEVEL ??= 'warn';
+  // init and the custody log every key they make at info: not part of the table.
+  const level = log.level;
+  log.level = 'warn';
   const root = mkdtempSync(join(tmpdir(), 'yq-bench-ocsp-'));
   const dataDir = join(root, 'data');
   const rows: BenchRow[] = [];
@@ -63,6 +66,7 @@ export async function benchOcsp(): Promise<BenchRow[]> {
     }
   } finally {
     rmSync(root, { recursive: true, force: true });
+    log.level = level;
   }
   return rows;
 }

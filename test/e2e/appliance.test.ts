@@ -31,6 +31,7 @@ t.test('init creates the appliance once; a second init changes nothing', async (
   const result = JSON.parse(first.stdout);
   t.equal(result.created, true);
   t.same(result.keys.map((k: any) => [k.label, k.algorithm, k.mode]), [['device-tls', 'ecdsa-p256', 'hsm'], ['device-identity-sm2', 'sm2', 'wrapped']]);
+  t.same(result.cas.map((c: any) => c.id), ['sm2-root', 'sm2-issuing', 'ecdsa-root', 'ecdsa-issuing'], 'both CA hierarchies made at init');
   t.equal(statSync(join(data, 'secrets/hsm.pin')).mode & 0o777, 0o600, 'PIN file is 0600');
   const before = readFileSync(join(data, 'config.json'), 'utf8');
   const tokenFiles = readdirSync(join(data, 'hsm/tokens'), { recursive: true }).sort();
@@ -73,6 +74,11 @@ t.test('serve: HTTPS with the HSM key, signed whoami, public HTTP, clean stop', 
   const served = new X509Certificate(health.peerCertificateDer!);
   const onDisk = new X509Certificate(readFileSync(join(data, 'tls/device.pem')));
   t.equal(served.fingerprint256, onDisk.fingerprint256);
+  // Issued by the ECDSA issuing CA made at init (no longer self-signed); test/e2e/pki-issue-api.test.ts
+  // checks the whole handshake chain against /pki/roots.
+  const issuingCa = new X509Certificate(readFileSync(join(data, 'tls/chain.pem')));
+  t.ok(served.checkIssued(issuingCa) && served.verify(issuingCa.publicKey), 'the TLS certificate is issued by the ECDSA issuing CA');
+  t.notOk(served.checkIssued(served), 'not self-signed');
   const inventory = JSON.parse(cli(['keys', 'list', '--data', data, '--json']).stdout);
   const tlsKey = inventory.find((k: any) => k.label === 'device-tls');
   t.equal(served.publicKey.export({ format: 'der', type: 'spki' }).toString('base64'), createPublicKey({ key: Buffer.from(tlsKey.publicKeyInfo, 'base64'), format: 'der', type: 'spki' }).export({ format: 'der', type: 'spki' }).toString('base64'));

@@ -239,6 +239,13 @@ export interface BasicResponseRequest {
   nonce?: Buffer;
   /** Certificates to include (the delegated responder's certificate), DER. */
   certs?: Buffer[];
+  /** SHA-1 of the signer's public key (ResponderID byKey); computed from the signer when absent. */
+  responderKeyHash?: Buffer;
+}
+
+/** ResponderID byKey: SHA-1 of the subjectPublicKey BIT STRING value of an SPKI (RFC 6960 §4.2.1). */
+export function responderKeyHash(spki: Buffer): Buffer {
+  return hashOf('sha1', readBitStringBytes(children(readWhole(spki, Tag.SEQUENCE).value)[1]));
 }
 
 function certStatus(s: SingleStatus): Buffer {
@@ -258,9 +265,7 @@ function certStatus(s: SingleStatus): Buffer {
 export async function buildOcspResponse(req: BasicResponseRequest): Promise<Buffer> {
   if (req.responses.length === 0) throw new DerError('no responses');
   const alg = signatureAlgorithm(req.signer.algorithm);
-  // KeyHash: SHA-1 of the responder's subjectPublicKey BIT STRING value (RFC 6960 §4.2.1).
-  const spki = children(readWhole(req.signer.publicKeyInfo, Tag.SEQUENCE).value);
-  const keyHash = hashOf('sha1', readBitStringBytes(spki[1]));
+  const keyHash = req.responderKeyHash ?? responderKeyHash(req.signer.publicKeyInfo);
   const singles = req.responses.map((r) =>
     seq(r.certId, certStatus(r), generalizedTime(r.thisUpdate), ...(r.nextUpdate ? [tlv(0xa0, generalizedTime(r.nextUpdate))] : [])),
   );

@@ -14,7 +14,7 @@ import { CONFIG_FILE, defaultConfig, resolveInData, type Config } from '../confi
 import { openStore } from '../store/open-store.js';
 import { buildPki, openCustody, TLS_CERT_FILE, TLS_CHAIN_FILE } from '../main.js';
 import { createHierarchies } from '../pki/hierarchy.js';
-import { type Command, dataDir, dataHelp, dataOption, jsonHelp, jsonOption } from './command.js';
+import { type Command, UsageError, dataDir, dataHelp, dataOption, jsonHelp, jsonOption } from './command.js';
 
 /** What init creates inside DATA; --force removes exactly these. */
 const OWNED = [CONFIG_FILE, 'db', 'hsm', 'secrets', 'tls'];
@@ -77,13 +77,19 @@ export interface InitResult {
   tlsChain?: string;
 }
 
-export async function initialise(dir: string, force: boolean): Promise<InitResult> {
+export interface InitOptions {
+  /** Key algorithm of the second hierarchy's CAs (config pki.ecdsaAlgorithm); default P-256. */
+  caAlgorithm?: 'ecdsa-p256' | 'rsa-3072';
+}
+
+export async function initialise(dir: string, force: boolean, opts: InitOptions = {}): Promise<InitResult> {
   ensureWritable(dir);
   if (existsSync(join(dir, CONFIG_FILE)) && !force) return { dataDir: dir, created: false };
   // A previous run that crashed before writing config.json left no valid appliance: clear it too.
   for (const name of OWNED) rmSync(join(dir, name), { recursive: true, force: true });
 
   const config = defaultConfig();
+  if (opts.caAlgorithm) config.pki.ecdsaAlgorithm = opts.caAlgorithm;
   const pin = digits(8);
   try {
     writePrivate(resolveInData(dir, config.hsm.pinFile!), `${pin}\n`);
@@ -138,12 +144,14 @@ export async function initialise(dir: string, force: boolean): Promise<InitResul
 export const initCommand: Command = {
   name: 'init',
   summary: 'initialise a development appliance (SoftHSM2 token, device keys, CA hierarchies, TLS certificate, store)',
-  usage: '--data DIR [--force] [--json]',
-  options: { ...dataOption, ...jsonOption, force: { type: 'boolean' } },
-  help: { ...dataHelp, ...jsonHelp, force: 're-initialise: destroys the token, keys and store in DIR' },
+  usage: '--data DIR [--force] [--ca-algorithm ecdsa-p256|rsa-3072] [--json]',
+  options: { ...dataOption, ...jsonOption, force: { type: 'boolean' }, 'ca-algorithm': { type: 'string' } },
+  help: { ...dataHelp, ...jsonHelp, force: 're-initialise: destroys the token, keys and store in DIR', 'ca-algorithm': 'CA keys of the second hierarchy: ecdsa-p256 (default) or rsa-3072' },
   async run(values) {
     const dir = dataDir(values);
-    const result = await initialise(dir, Boolean(values.force));
+    const alg = values['ca-algorithm'];
+    if (alg !== undefined && alg !== 'ecdsa-p256' && alg !== 'rsa-3072') throw new UsageError('--ca-algorithm must be ecdsa-p256 or rsa-3072');
+    const result = await initialise(dir, Boolean(values.force), alg ? { caAlgorithm: alg } : {});
     if (values.json) {
       console.log(JSON.stringify(result));
     } else if (!result.created) {

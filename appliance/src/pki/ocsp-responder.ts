@@ -23,6 +23,7 @@ import {
   hashOf,
   ocspErrorResponse,
   parseOcspRequest,
+  responderKeyHash,
   type CertIdHash,
   type OcspCertId,
   type OcspResponseStatusName,
@@ -77,6 +78,7 @@ interface CaEntry {
 
 interface Responder {
   signer: Signer;
+  keyHash: Buffer;
   certs: Buffer[];
   /** The responder may not vouch past its own certificate. */
   notAfter: Date;
@@ -293,12 +295,12 @@ export class OcspResponder {
       const chosen = usable[0];
       if (chosen?.keyRef) {
         const signer = await this.deps.custody.signer(chosen.keyRef);
-        return { signer, certs: [Buffer.from(chosen.certificate, 'base64')], notAfter: new Date(chosen.notAfter), resolvedAt: Date.now(), delegated: true };
+        return { signer, keyHash: responderKeyHash(signer.publicKeyInfo), certs: [Buffer.from(chosen.certificate, 'base64')], notAfter: new Date(chosen.notAfter), resolvedAt: Date.now(), delegated: true };
       }
       this.log.warn({ caId: ca.record.id }, 'no valid delegated OCSP responder certificate: responses are signed by the CA key');
     }
     const signer = await this.deps.custody.signer(ca.record.keyUri);
-    return { signer, certs: [], notAfter: ca.notAfter, resolvedAt: Date.now(), delegated: false };
+    return { signer, keyHash: responderKeyHash(signer.publicKeyInfo), certs: [], notAfter: ca.notAfter, resolvedAt: Date.now(), delegated: false };
   }
 
   // ---- signing and the pre-signed cache ----
@@ -311,6 +313,7 @@ export class OcspResponder {
     const nextUpdate = new Date(Math.min(thisUpdate.getTime() + this.validityMs, Math.floor(responder.notAfter.getTime() / 1000) * 1000));
     const der = await buildOcspResponse({
       signer: responder.signer,
+      responderKeyHash: responder.keyHash,
       producedAt: thisUpdate,
       responses: items.map((i) => ({ ...i.status, certId: i.certId, thisUpdate, nextUpdate })),
       nonce,
