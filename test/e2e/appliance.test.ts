@@ -65,6 +65,8 @@ t.test('keys list shows the device keys with their custody', async (t) => {
 t.test('serve: HTTPS with the HSM key, signed whoami, public HTTP, clean stop', async (t) => {
   server = await serve(data);
   const s = server;
+  // serve() resolves on the URL lines; the lines after them may come in a later pipe chunk.
+  for (let i = 0; i < 50 && !/npx yiqian app create/.test(s.output()); i++) await new Promise((r) => setTimeout(r, 100));
   t.match(s.output(), /npx yiqian app create --data .* --name/, 'prints the app-credential command');
 
   // The TLS handshake is signed by the token key: the served certificate is the device

@@ -9,16 +9,12 @@
 //   certificatePolicies §4.2.1.4              cRLDistributionPoints §4.2.1.13
 //   authorityInfoAccess §4.2.2.1              id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1)
 //   any other extension by OID with a typed value (TypedValue), or as raw DER.
+// Written and read with the strict DER helpers of crypto/der.ts: the schema library cost ~1.6 ms
+// per certificate (most of an issuance's CPU), and its decoder mangles OIDs with large arcs
+// (2.25.<UUID>).
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
-import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import {
-  AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints, CRLDistributionPoints, Certificate,
-  CertificatePolicies, DistributionPoint, DistributionPointName, ExtendedKeyUsage, Extension, Extensions, GeneralName, KeyIdentifier,
-  Name, PolicyInformation, PolicyQualifierInfo, SubjectAlternativeName, SubjectKeyIdentifier, SubjectPublicKeyInfo, TBSCertificate,
-  Time, Validity, Version, AlgorithmIdentifier,
-} from '@peculiar/asn1-x509';
-import { DerError, Tag, bitString, children, integer, oid as derOid, readOid, readTlv, seq, tlv } from '../crypto/der.js';
+import { DerError, Tag, bitString, children, derNull, expectTag, integer, octets, oid as derOid, readBitStringBytes, readOid, readTlv, readWhole, seq, tlv, type Tlv } from '../crypto/der.js';
 import { YiqianError } from '../errors.js';
 import { PRINTABLE } from './name.js';
 
@@ -90,17 +86,15 @@ export interface TbsSpec {
   /** Unsigned big-endian serial, 1–20 octets (RFC 5280 §4.1.2.2). */
   serial: Buffer;
   signatureAlgorithm: AlgorithmIdentifierSpec;
-  issuer: Name;
-  subject: Name;
+  /** DER of the issuer Name (the issuing CA's subject, byte for byte). */
+  issuer: Buffer;
+  /** DER of the subject Name (asn1/name.ts encodeName). */
+  subject: Buffer;
   notBefore: Date;
   notAfter: Date;
   /** SubjectPublicKeyInfo DER. */
   subjectPublicKeyInfo: Buffer;
   extensions: CertificateExtension[];
-}
-
-function ab(b: Buffer): ArrayBuffer {
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 }
 
 function invalid(en: string, zh: string, detail?: Record<string, unknown>): never {
@@ -195,193 +189,3 @@ export function encodeKeyUsage(usages: KeyUsageName[]): Buffer {
   return tlv(Tag.BIT_STRING, Buffer.from([unused]), out);
 }
 
-function ext(extnID: string, critical: boolean, der: Buffer | ArrayBuffer): Extension {
-  return new Extension({ extnID, critical, extnValue: new OctetString(der instanceof ArrayBuffer ? der : ab(der)) });
-}
-
-function uri(u: string): GeneralName {
-  return new GeneralName({ uniformResourceIdentifier: u });
-}
-
-function toExtension(e: CertificateExtension): Extension {
-  switch (e.kind) {
-    case 'basicConstraints':
-      return ext(EXT.basicConstraints, true, AsnConvert.serialize(new BasicConstraints(e.ca ? { cA: true, ...(e.pathLength !== undefined ? { pathLenConstraint: e.pathLength } : {}) } : {})));
-    case 'keyUsage':
-      return ext(EXT.keyUsage, true, encodeKeyUsage(e.usages));
-    case 'extKeyUsage':
-      return ext(EXT.extKeyUsage, e.critical, AsnConvert.serialize(new ExtendedKeyUsage(e.purposes)));
-    case 'subjectKeyIdentifier':
-      return ext(EXT.subjectKeyIdentifier, false, AsnConvert.serialize(new SubjectKeyIdentifier(ab(e.keyIdentifier))));
-    case 'authorityKeyIdentifier':
-      return ext(EXT.authorityKeyIdentifier, false, AsnConvert.serialize(new AuthorityKeyIdentifier({ keyIdentifier: new KeyIdentifier(ab(e.keyIdentifier)) })));
-    case 'subjectAltName': {
-      const names = [
-        ...(e.dnsNames ?? []).map((d) => new GeneralName({ dNSName: d })),
-        ...(e.ipAddresses ?? []).map((ip) => {
-          if (isIP(ip) === 0) throw new DerError(`not an IP address: ${ip}`);
-          return new GeneralName({ iPAddress: ip });
-        }),
-        ...(e.emails ?? []).map((m) => new GeneralName({ rfc822Name: m })),
-      ];
-      return ext(EXT.subjectAltName, false, AsnConvert.serialize(new SubjectAlternativeName(names)));
-    }
-    case 'certificatePolicies':
-      return ext(
-        EXT.certificatePolicies,
-        false,
-        AsnConvert.serialize(
-          new CertificatePolicies(
-            e.policies.map(
-              (p) =>
-                new PolicyInformation({
-                  policyIdentifier: p.oid,
-                  ...(p.cps ? { policyQualifiers: [new PolicyQualifierInfo({ policyQualifierId: QUALIFIER_CPS, qualifier: ab(tlv(0x16, Buffer.from(p.cps, 'latin1'))) })] } : {}),
-                }),
-            ),
-          ),
-        ),
-      );
-    case 'crlDistributionPoints':
-      return ext(
-        EXT.cRLDistributionPoints,
-        false,
-        AsnConvert.serialize(new CRLDistributionPoints([new DistributionPoint({ distributionPoint: new DistributionPointName({ fullName: e.urls.map(uri) }) })])),
-      );
-    case 'authorityInfoAccess':
-      return ext(
-        EXT.authorityInfoAccess,
-        false,
-        AsnConvert.serialize(
-          new AuthorityInfoAccessSyntax([
-            ...e.ocsp.map((u) => new AccessDescription({ accessMethod: ACCESS_OCSP, accessLocation: uri(u) })),
-            ...e.caIssuers.map((u) => new AccessDescription({ accessMethod: ACCESS_CA_ISSUERS, accessLocation: uri(u) })),
-          ]),
-        ),
-      );
-    case 'ocspNoCheck':
-      // id-pkix-ocsp-nocheck: the value is NULL (RFC 6960 §4.2.2.2.1).
-      return ext(EXT.ocspNoCheck, false, Buffer.from([0x05, 0x00]));
-    case 'custom':
-      return ext(e.oid, e.critical, encodeTypedValue(e.value, e.oid));
-    case 'raw':
-      return ext(e.oid, e.critical, e.value);
-  }
-}
-
-/** Key identifier of an SPKI: leftmost 160 bits of SHA-256 over the subjectPublicKey bits (RFC 7093 §2 method 1). */
-export function keyIdentifier(spki: Buffer): Buffer {
-  const parsed = AsnConvert.parse(spki, SubjectPublicKeyInfo);
-  return createHash('sha256').update(Buffer.from(parsed.subjectPublicKey)).digest().subarray(0, 20);
-}
-
-// ---------- TBSCertificate and Certificate ----------
-
-function algorithmIdentifier(a: AlgorithmIdentifierSpec): AlgorithmIdentifier {
-  return new AlgorithmIdentifier({ algorithm: a.algorithm, ...(a.parameters !== undefined ? { parameters: a.parameters } : {}) });
-}
-
-/** DER of the TBSCertificate (RFC 5280 §4.1.2): the bytes the CA signs. */
-export function encodeTbsCertificate(spec: TbsSpec): Buffer {
-  if (spec.serial.length < 1 || spec.serial.length > 20) throw new DerError('serial must be 1–20 octets');
-  if (!(spec.notAfter.getTime() > spec.notBefore.getTime())) throw new DerError('notAfter must be after notBefore');
-  const extensions = spec.extensions.map(toExtension);
-  const oids = extensions.map((e) => e.extnID);
-  const dup = oids.find((o, i) => oids.indexOf(o) !== i);
-  if (dup) throw new DerError(`extension ${dup} appears twice (RFC 5280 §4.2)`);
-  const serial = Buffer.from(integer(BigInt('0x' + spec.serial.toString('hex'))));
-  const tbs = new TBSCertificate({
-    version: Version.v3,
-    serialNumber: ab(serial.subarray(2)),
-    signature: algorithmIdentifier(spec.signatureAlgorithm),
-    issuer: spec.issuer,
-    // RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050 (Time does this).
-    validity: new Validity(),
-    subject: spec.subject,
-    subjectPublicKeyInfo: AsnConvert.parse(spec.subjectPublicKeyInfo, SubjectPublicKeyInfo),
-    ...(extensions.length ? { extensions: new Extensions(extensions) } : {}),
-  });
-  tbs.validity.notBefore = new Time(spec.notBefore);
-  tbs.validity.notAfter = new Time(spec.notAfter);
-  return Buffer.from(AsnConvert.serialize(tbs));
-}
-
-/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue } over the exact signed bytes. */
-export function assembleCertificate(tbsDer: Buffer, signatureAlgorithm: AlgorithmIdentifierSpec, signature: Buffer): Buffer {
-  const params = signatureAlgorithm.parameters ? Buffer.from(signatureAlgorithm.parameters) : Buffer.alloc(0);
-  return seq(tbsDer, seq(derOid(signatureAlgorithm.algorithm), params), bitString(signature));
-}
-
-// ---------- reading ----------
-
-export interface CertificateInfo {
-  /** Lower-case hex, no leading zero octets. */
-  serial: string;
-  subject: Name;
-  issuer: Name;
-  /** DER of the subject Name exactly as encoded. */
-  subjectDer: Buffer;
-  notBefore: Date;
-  notAfter: Date;
-  /** SubjectPublicKeyInfo DER. */
-  publicKeyInfo: Buffer;
-  /** subjectKeyIdentifier, if present. */
-  subjectKeyIdentifier?: Buffer;
-  extensions: { oid: string; critical: boolean; value: Buffer }[];
-  /** The signed bytes, signature algorithm OID and signature value. */
-  tbs: Buffer;
-  signatureAlgorithm: string;
-  signature: Buffer;
-}
-
-/** Parses a DER certificate; throws DerError (or the ASN.1 parser's error) if it is not one. */
-export function readCertificate(der: Buffer): CertificateInfo {
-  const cert = AsnConvert.parse(der, Certificate);
-  const tbs = cert.tbsCertificate;
-  const outer = readTlv(der, 0);
-  if (outer.next !== der.length) throw new DerError('trailing bytes after the certificate');
-  const tbsRaw = readTlv(outer.tlv.value, 0).tlv.raw;
-  const extensions = readExtensions(Buffer.from(tbsRaw));
-  const skiExt = extensions.find((e) => e.oid === EXT.subjectKeyIdentifier);
-  return {
-    serial: serialHex(Buffer.from(tbs.serialNumber)),
-    subject: tbs.subject,
-    issuer: tbs.issuer,
-    subjectDer: Buffer.from(AsnConvert.serialize(tbs.subject)),
-    notBefore: tbs.validity.notBefore.getTime(),
-    notAfter: tbs.validity.notAfter.getTime(),
-    publicKeyInfo: Buffer.from(AsnConvert.serialize(tbs.subjectPublicKeyInfo)),
-    ...(skiExt ? { subjectKeyIdentifier: Buffer.from(AsnConvert.parse(skiExt.value, SubjectKeyIdentifier).buffer) } : {}),
-    extensions,
-    tbs: Buffer.from(tbsRaw),
-    signatureAlgorithm: cert.signatureAlgorithm.algorithm,
-    signature: Buffer.from(cert.signatureValue),
-  };
-}
-
-/**
- * The extensions of a TBSCertificate, read with the strict DER reader: OIDs with large arcs (the
- * 2.25.<UUID> arcs, X.667) come back as proper dotted strings (the schema parser does not).
- */
-function readExtensions(tbs: Buffer): { oid: string; critical: boolean; value: Buffer }[] {
-  const items = children(readTlv(tbs, 0).tlv.value);
-  const wrapper = items.find((i) => i.tag === 0xa3);
-  if (!wrapper) return [];
-  return children(readTlv(wrapper.value, 0).tlv.value).map((e) => {
-    const parts = children(e.value);
-    const critical = parts.length === 3 && parts[1].tag === 0x01 && parts[1].value[0] !== 0;
-    return { oid: readOid(parts[0]), critical, value: Buffer.from(parts[parts.length - 1].value) };
-  });
-}
-
-/** Lower-case hex of an unsigned serial without leading zero octets ("00" for zero). */
-export function serialHex(serial: Buffer): string {
-  let i = 0;
-  while (i < serial.length - 1 && serial[i] === 0) i++;
-  return serial.subarray(i).toString('hex');
-}
-
-/** Checks a textual value for PrintableString (countryName, serialNumber attributes). */
-export function isPrintableString(s: string): boolean {
-  return PRINTABLE.test(s);
-}

@@ -9,7 +9,7 @@
 import type { Database } from 'lmdb';
 import { sealer } from '../audit/chain.js';
 import { Codes, YiqianError, fail } from '../errors.js';
-import type { AuditedWrite, CaId, CertificateQuery, CertificateRecord, CertificateRepository, Page } from '../pki/types.js';
+import type { CaId, CertificateQuery, CertificateRecord, CertificateRepository, Page } from '../pki/types.js';
 import type { LmdbAuditStorage } from './audit-storage.js';
 import type { Writer } from './durable.js';
 
