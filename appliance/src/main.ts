@@ -35,6 +35,14 @@ import { createRevocationPublicApp, isRevocationPublicPath, revocationApiRouter 
 import { CrlPublisher } from './pki/crl-publisher.js';
 import { OcspResponder } from './pki/ocsp-responder.js';
 import { RevocationService } from './pki/revocation.js';
+import { metrics } from './metrics.js';
+import { createTsaPublicApp, isTsaPublicPath, tsaApiRouter } from './http/tsa-routes.js';
+import { TsaService } from './tsa/tsa-service.js';
+import { openTimeSource } from '../../firmware-bridge/timesource/open-time-source.js';
+import { ClockGate } from '../../firmware-bridge/timesource/clock-gate.js';
+import { clockAuditEntry, clockReadiness } from '../../firmware-bridge/timesource/clock-report.js';
+import { registerClockMetrics } from '../../firmware-bridge/timesource/clock-metrics.js';
+import { DEVELOPMENT_NOTICE, type OpenTimeSource } from '../../firmware-bridge/timesource/time-source.js';
 
 export const TLS_CERT_FILE = 'tls/device.pem';
 /** The TLS certificate's chain up to, not including, the root (the ECDSA issuing CA). */
@@ -91,6 +99,9 @@ export interface Appliance {
   tlsChainPem: string;
   /** The certificate authority: CAs, profiles, issuance. */
   pki: Pki;
+  /** The time source (firmware-bridge/timesource) and the fail-closed gate every time-stamp goes through. */
+  clock: OpenTimeSource;
+  clockGate: ClockGate;
   pin: string;
   /** Adapters that hold their own PKCS#11 sessions (the TLS engine) register here. */
   reinitListeners: ReinitListener[];
@@ -102,11 +113,23 @@ export async function openAppliance(dataDir: string): Promise<Appliance> {
   const config = loadConfig(dataDir);
   const pin = readHsmPin(dataDir, config);
   const store = await openStore(dataDir);
+  let clock: OpenTimeSource;
+  try {
+    clock = await openTimeSource(config.timesource, {
+      log: log.child({ component: 'clock' }),
+      // Non-blocking: a clock event must never wait on (or fail with) the store.
+      onEvent: (e) => void store.audit.append(clockAuditEntry(e)).catch((err: Error) => log.warn({ err: err.message }, 'clock audit record failed')),
+    });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   let custody: KeyCustody;
   const reinitListeners: ReinitListener[] = [];
   try {
     custody = await openCustody(dataDir, config, store, pin, () => reinitListeners.forEach((l) => l()));
   } catch (e) {
+    await clock.close();
     await store.close();
     throw e;
   }
@@ -121,8 +144,11 @@ export async function openAppliance(dataDir: string): Promise<Appliance> {
     tlsCertPem: readFileSync(join(dataDir, TLS_CERT_FILE), 'utf8'),
     tlsChainPem: existsSync(join(dataDir, TLS_CHAIN_FILE)) ? readFileSync(join(dataDir, TLS_CHAIN_FILE), 'utf8') : '',
     pki: buildPki({ store, custody, config }),
+    clock,
+    clockGate: new ClockGate(clock),
     async close() {
       await custody.close();
+      await clock.close();
       await store.close();
     },
   };
@@ -185,6 +211,20 @@ export function buildRevocation(a: { store: Store; custody: KeyCustody; config: 
   return { crls, ocsp, service: new RevocationService({ certs: a.store.certs, crls, ocsp }) };
 }
 
+// ---- time-stamp authority (issue 5) ----------------------------------------------------
+
+/** The RFC 3161 TSA over the appliance's TSA certificates, the clock gate and the token store. */
+export function buildTsa(a: Pick<Appliance, 'store' | 'custody' | 'config' | 'clockGate'>): TsaService {
+  return new TsaService({
+    certs: a.store.certs,
+    custody: a.custody,
+    tokens: a.store.tsaTokens,
+    gate: a.clockGate,
+    policies: { policies: a.config.tsa.policies, defaultPolicy: a.config.tsa.defaultPolicy },
+    notice: a.config.timesource.kind === 'system-trusted' ? DEVELOPMENT_NOTICE : null,
+  });
+}
+
 // ---- serving ---------------------------------------------------------------------------
 
 export interface ServeOptions {
@@ -228,8 +268,7 @@ async function readiness(a: Appliance): Promise<Readiness> {
   }
   const hsm = await a.custody.health().catch((e: Error) => ({ ok: false, token: a.config.hsm.tokenLabel, reason: e.message }));
   checks.hsm = { ok: hsm.ok, detail: hsm };
-  // Until the time-source bridge lands the clock is the system clock, trusted for development only.
-  checks.clock = { ok: true, detail: { state: 'SYNCED', source: 'system-trusted', notice: 'development only: system clock trusted without GPS/NTP checks' } };
+  checks.clock = clockReadiness(a.clock);
   return { ready: Object.values(checks).every((c) => c.ok), checks };
 }
 
@@ -248,13 +287,17 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   a.reinitListeners.push(() => engine.invalidateSessions());
   const staffDirectory = buildStaffDirectory(a);
   const revocation = buildRevocation(a);
+  registerClockMetrics(metrics.registry, a.clock);
+  const development = a.config.timesource.kind === 'system-trusted';
+  const tsa = buildTsa(a);
+  await tsa.warmUp();
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
-    routers: [certRoutes({ certificates: a.pki.certificates }), staffRouter(staffDirectory), statsRouter({ certificates: staffDirectory.statistics }), revocationApiRouter(revocation.service)],
+    routers: [certRoutes({ certificates: a.pki.certificates }), staffRouter(staffDirectory), statsRouter({ certificates: staffDirectory.statistics }), revocationApiRouter(revocation.service), tsaApiRouter({ tokens: a.store.tsaTokens, clockStatus: () => a.clock.status() })],
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
-    devNotice: 'development appliance: SoftHSM2 token and system clock',
+    devNotice: development ? 'development appliance: SoftHSM2 token and system clock' : 'development appliance: SoftHSM2 token',
   });
   const listen = opts.listen ?? a.config.listen;
   const listenHttp = opts.listenHttp ?? a.config.listenHttp;
@@ -267,7 +310,16 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     ocsp: revocation.ocsp,
     limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
   }).callback();
-  const withRevocation = (other: RequestListener): RequestListener => (req, res) => (isRevocationPublicPath(req.url) ? revocationApp(req, res) : other(req, res));
+  // Time-stamping on both listeners, from its own app: every failure is a TimeStampResp (http/tsa-routes.ts).
+  const tsaApp = createTsaPublicApp({
+    tsa,
+    defaultIdentity: a.config.tsa.defaultIdentity,
+    allow: a.config.tsa.allow,
+    maxRequestBytes: a.config.tsa.maxRequestBytes,
+    limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
+  }).callback();
+  const withRevocation = (other: RequestListener): RequestListener => (req, res) =>
+    isRevocationPublicPath(req.url) ? revocationApp(req, res) : isTsaPublicPath(req.url) ? tsaApp(req, res) : other(req, res);
 
   const https = createHttpsServer(
     // The leaf and its issuing CA, not the root (RFC 8446 §4.4.2: the root is the client's own).

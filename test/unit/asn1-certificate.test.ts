@@ -4,10 +4,10 @@ import t from 'tap';
 import { X509Certificate, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import {
-  EXTENSION_INVALID, KEY_PURPOSES, encodeKeyUsage, encodeTypedValue, keyIdentifier, readCertificate, serialHex, type TypedValue,
+  EXTENSION_INVALID, KEY_PURPOSES, encodeKeyUsage, encodeTypedValue, ipBytes, keyIdentifier, readCertificate, serialHex, type TypedValue,
 } from '../../appliance/src/asn1/certificate.js';
-import { buildName, nameToString } from '../../appliance/src/asn1/name.js';
-import { toPem } from '../../appliance/src/crypto/der.js';
+import { encodeName, nameToString, nameValue } from '../../appliance/src/asn1/name.js';
+import { oid as derOid, seq, tlv, toPem } from '../../appliance/src/crypto/der.js';
 import type { Signer } from '../../appliance/src/crypto/interfaces.js';
 import { isYiqianError } from '../../appliance/src/errors.js';
 import { randomSerial, signCertificate } from '../../appliance/src/pki/certificate-issuer.js';
@@ -72,8 +72,8 @@ t.test('KeyUsage BIT STRING is minimal DER (X.690 §11.2.2)', async (t) => {
 t.test('a certificate with every extension kind, as OpenSSL and node read it', async (t) => {
   const ca = p256Signer();
   const leaf = p256Signer();
-  const caName = buildName([{ type: 'C', value: 'CN' }, { type: 'O', value: '某医院' }, { type: 'CN', value: 'Test CA' }]);
-  const subject = buildName([
+  const caName = encodeName([{ type: 'C', value: 'CN' }, { type: 'O', value: '某医院' }, { type: 'CN', value: 'Test CA' }]);
+  const subject = encodeName([
     { type: 'C', value: 'CN' }, { type: 'O', value: '某医院' }, { type: 'OU', value: '心内科' }, { type: 'title', value: '主治医师' },
     { type: 'CN', value: '张三, "Jr"' }, { type: 'serialNumber', value: 'E1001' },
   ]);
@@ -131,7 +131,7 @@ function x509Key(s: Signer): KeyObject {
 
 t.test('refused: duplicate extension, serial too long, notAfter before notBefore', async (t) => {
   const s = p256Signer();
-  const name = buildName([{ type: 'CN', value: 'x' }]);
+  const name = encodeName([{ type: 'CN', value: 'x' }]);
   const spec = { serial: randomSerial(), issuer: name, subject: name, notBefore: new Date(), notAfter: new Date(Date.now() + 1000), subjectPublicKeyInfo: s.publicKeyInfo, extensions: [] };
   await t.rejects(signCertificate(s, { ...spec, extensions: [{ kind: 'ocspNoCheck' }, { kind: 'raw', oid: '1.3.6.1.5.5.7.48.1.5', critical: false, value: Buffer.from('0500', 'hex') }] }), /appears twice/);
   await t.rejects(signCertificate(s, { ...spec, serial: Buffer.alloc(21, 1) }), /1–20 octets/);
@@ -140,7 +140,7 @@ t.test('refused: duplicate extension, serial too long, notAfter before notBefore
 
 t.test('large OID arcs read back exactly (2.25.<UUID>)', async (t) => {
   const s = p256Signer();
-  const name = buildName([{ type: 'CN', value: 'x' }]);
+  const name = encodeName([{ type: 'CN', value: 'x' }]);
   const big = '2.25.244521735486656918950181140815847348341.7';
   const der = await signCertificate(s, {
     serial: randomSerial(), issuer: name, subject: name, notBefore: new Date(), notAfter: new Date(Date.now() + 1000), subjectPublicKeyInfo: s.publicKeyInfo,
@@ -148,4 +148,24 @@ t.test('large OID arcs read back exactly (2.25.<UUID>)', async (t) => {
   });
   t.same(readCertificate(der).extensions.map((e) => e.oid), [big]);
   t.match(execFileSync('openssl', ['x509', '-noout', '-text'], { input: toPem('CERTIFICATE', der) }).toString(), big);
+});
+
+t.test('IP addresses for subjectAltName, and names written by others', async (t) => {
+  const cases: [string, string][] = [
+    ['10.0.0.7', '0a000007'],
+    ['::1', '00000000000000000000000000000001'],
+    ['2001:db8::1', '20010db8000000000000000000000001'],
+    ['fe80::', 'fe800000000000000000000000000000'],
+    ['1:2:3:4:5:6:7:8', '00010002000300040005000600070008'],
+    ['::ffff:10.0.0.1', '00000000000000000000ffff0a000001'],
+  ];
+  for (const [ip, hex] of cases) t.equal(ipBytes(ip).toString('hex'), hex, ip);
+  t.throws(() => ipBytes('300.1.1.1'));
+  // A Name with a BMPString CN, a PrintableString C and a two-valued RDN (as other CAs write them).
+  const bmp = Buffer.from('张三', 'utf16le').swap16();
+  const atv = (oid: string, tag: number, v: Buffer): Buffer => seq(derOid(oid), tlv(tag, v));
+  const name = seq(tlv(0x31, atv('2.5.4.6', 0x13, Buffer.from('CN'))), tlv(0x31, atv('2.5.4.3', 0x1e, bmp), atv('2.5.4.5', 0x13, Buffer.from('E1'))));
+  t.equal(nameToString(name), 'CN=张三+serialNumber=E1,C=CN');
+  t.equal(nameValue(name, 'CN'), '张三');
+  t.throws(() => nameToString(Buffer.from('3003310100', 'hex')), 'malformed name');
 });

@@ -189,3 +189,219 @@ export function encodeKeyUsage(usages: KeyUsageName[]): Buffer {
   return tlv(Tag.BIT_STRING, Buffer.from([unused]), out);
 }
 
+
+const TRUE = Buffer.from([0x01, 0x01, 0xff]);
+
+/** Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } (§4.1). */
+function ext(extnID: string, critical: boolean, value: Buffer): { oid: string; der: Buffer } {
+  return { oid: extnID, der: seq(derOid(extnID), ...(critical ? [TRUE] : []), octets(value)) };
+}
+
+function ia5(s: string): Buffer {
+  if (!/^[\x20-\x7e]*$/.test(s)) throw new DerError(`not IA5 text: ${s.slice(0, 60)}`);
+  return Buffer.from(s, 'latin1');
+}
+
+/** GeneralName [6] uniformResourceIdentifier (IMPLICIT IA5String). */
+function uri(u: string): Buffer {
+  return tlv(0x86, ia5(u));
+}
+
+/** IPv4 (4 bytes) or IPv6 (16 bytes) for GeneralName iPAddress (§4.2.1.6). */
+export function ipBytes(ip: string): Buffer {
+  const kind = isIP(ip);
+  if (kind === 4) return Buffer.from(ip.split('.').map(Number));
+  if (kind !== 6) throw new DerError(`not an IP address: ${ip}`);
+  let text = ip;
+  let tail: number[] = [];
+  const v4 = /:(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    // An embedded IPv4 address stands for the last two groups.
+    tail = v4[1].split('.').map(Number);
+    text = `${text.slice(0, v4.index)}:0:0`;
+  }
+  const [head, rest] = text.split('::');
+  const groups = (part: string | undefined): number[] => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
+  const left = groups(head);
+  const right = rest === undefined ? [] : groups(rest);
+  const words = rest === undefined ? left : [...left, ...Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const out = Buffer.alloc(16);
+  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  if (tail.length) out.set(tail, 12);
+  return out;
+}
+
+function toExtension(e: CertificateExtension): { oid: string; der: Buffer } {
+  switch (e.kind) {
+    case 'basicConstraints':
+      // cA DEFAULT FALSE: omitted when false (X.690 §11.5).
+      return ext(EXT.basicConstraints, true, seq(...(e.ca ? [TRUE, ...(e.pathLength !== undefined ? [integer(e.pathLength)] : [])] : [])));
+    case 'keyUsage':
+      return ext(EXT.keyUsage, true, encodeKeyUsage(e.usages));
+    case 'extKeyUsage':
+      return ext(EXT.extKeyUsage, e.critical, seq(...e.purposes.map(derOid)));
+    case 'subjectKeyIdentifier':
+      return ext(EXT.subjectKeyIdentifier, false, octets(e.keyIdentifier));
+    case 'authorityKeyIdentifier':
+      // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING, … }
+      return ext(EXT.authorityKeyIdentifier, false, seq(tlv(0x80, e.keyIdentifier)));
+    case 'subjectAltName':
+      return ext(
+        EXT.subjectAltName,
+        false,
+        seq(
+          ...(e.dnsNames ?? []).map((d) => tlv(0x82, ia5(d))),
+          ...(e.ipAddresses ?? []).map((ip) => tlv(0x87, ipBytes(ip))),
+          ...(e.emails ?? []).map((m) => tlv(0x81, ia5(m))),
+        ),
+      );
+    case 'certificatePolicies':
+      // PolicyInformation ::= SEQUENCE { policyIdentifier, policyQualifiers SEQUENCE OF
+      //   PolicyQualifierInfo { id-qt-cps, CPSuri IA5String } OPTIONAL }
+      return ext(
+        EXT.certificatePolicies,
+        false,
+        seq(...e.policies.map((p) => seq(derOid(p.oid), ...(p.cps ? [seq(seq(derOid(QUALIFIER_CPS), tlv(0x16, ia5(p.cps))))] : [])))),
+      );
+    case 'crlDistributionPoints':
+      // DistributionPoint { distributionPoint [0] (a CHOICE: explicit) { fullName [0] IMPLICIT GeneralNames } }
+      return ext(EXT.cRLDistributionPoints, false, seq(seq(tlv(0xa0, tlv(0xa0, ...e.urls.map(uri))))));
+    case 'authorityInfoAccess':
+      return ext(
+        EXT.authorityInfoAccess,
+        false,
+        seq(...e.ocsp.map((u) => seq(derOid(ACCESS_OCSP), uri(u))), ...e.caIssuers.map((u) => seq(derOid(ACCESS_CA_ISSUERS), uri(u)))),
+      );
+    case 'ocspNoCheck':
+      // id-pkix-ocsp-nocheck: the value is NULL (RFC 6960 §4.2.2.2.1).
+      return ext(EXT.ocspNoCheck, false, derNull());
+    case 'custom':
+      return ext(e.oid, e.critical, encodeTypedValue(e.value, e.oid));
+    case 'raw':
+      return ext(e.oid, e.critical, e.value);
+  }
+}
+
+/** Key identifier of an SPKI: leftmost 160 bits of SHA-256 over the subjectPublicKey bits (RFC 7093 §2 method 1). */
+export function keyIdentifier(spki: Buffer): Buffer {
+  const [, key] = children(readWhole(spki, Tag.SEQUENCE).value);
+  return createHash('sha256').update(readBitStringBytes(key)).digest().subarray(0, 20);
+}
+
+// ---------- TBSCertificate and Certificate ----------
+
+function algorithmIdentifier(a: AlgorithmIdentifierSpec): Buffer {
+  return seq(derOid(a.algorithm), ...(a.parameters ? [Buffer.from(a.parameters)] : []));
+}
+
+/** Time (§4.1.2.5): UTCTime through 2049, GeneralizedTime from 2050; whole seconds, Z. */
+function encodeTime(d: Date): Buffer {
+  const digits = d.toISOString().slice(0, 19).replace(/[-T:]/g, ''); // YYYYMMDDHHMMSS
+  const year = d.getUTCFullYear();
+  return year >= 1950 && year < 2050 ? tlv(0x17, Buffer.from(`${digits.slice(2)}Z`, 'latin1')) : tlv(0x18, Buffer.from(`${digits}Z`, 'latin1'));
+}
+
+function decodeTime(t: Tlv | undefined): Date {
+  const s = t?.value.toString('latin1') ?? '';
+  let m: RegExpExecArray | null;
+  if (t?.tag === 0x17 && (m = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s))) {
+    const yy = Number(m[1]);
+    return new Date(Date.UTC(yy < 50 ? 2000 + yy : 1900 + yy, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  }
+  if (t?.tag === 0x18 && (m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s))) {
+    return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  }
+  throw new DerError(`bad Time ${s.slice(0, 20)}`);
+}
+
+/** DER of the TBSCertificate (RFC 5280 §4.1.2): the bytes the CA signs. */
+export function encodeTbsCertificate(spec: TbsSpec): Buffer {
+  if (spec.serial.length < 1 || spec.serial.length > 20) throw new DerError('serial must be 1–20 octets');
+  if (!(spec.notAfter.getTime() > spec.notBefore.getTime())) throw new DerError('notAfter must be after notBefore');
+  const extensions = spec.extensions.map(toExtension);
+  const oids = extensions.map((e) => e.oid);
+  const dup = oids.find((o, i) => oids.indexOf(o) !== i);
+  if (dup) throw new DerError(`extension ${dup} appears twice (RFC 5280 §4.2)`);
+  for (const part of [spec.issuer, spec.subject, spec.subjectPublicKeyInfo]) readWhole(part, Tag.SEQUENCE);
+  return seq(
+    tlv(0xa0, integer(2)), // version v3
+    integer(BigInt('0x' + spec.serial.toString('hex'))),
+    algorithmIdentifier(spec.signatureAlgorithm),
+    spec.issuer,
+    seq(encodeTime(spec.notBefore), encodeTime(spec.notAfter)),
+    spec.subject,
+    spec.subjectPublicKeyInfo,
+    ...(extensions.length ? [tlv(0xa3, seq(...extensions.map((e) => e.der)))] : []),
+  );
+}
+
+/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue } over the exact signed bytes. */
+export function assembleCertificate(tbsDer: Buffer, signatureAlgorithm: AlgorithmIdentifierSpec, signature: Buffer): Buffer {
+  return seq(tbsDer, algorithmIdentifier(signatureAlgorithm), bitString(signature));
+}
+
+// ---------- reading ----------
+
+export interface CertificateInfo {
+  /** Lower-case hex, no leading zero octets. */
+  serial: string;
+  /** DER of the subject and issuer Names exactly as encoded. */
+  subjectDer: Buffer;
+  issuerDer: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+  /** SubjectPublicKeyInfo DER. */
+  publicKeyInfo: Buffer;
+  /** subjectKeyIdentifier, if present. */
+  subjectKeyIdentifier?: Buffer;
+  extensions: { oid: string; critical: boolean; value: Buffer }[];
+  /** The signed bytes, signature algorithm OID and signature value. */
+  tbs: Buffer;
+  signatureAlgorithm: string;
+  signature: Buffer;
+}
+
+/** Parses a DER certificate (strict DER); throws DerError if it is not one. */
+export function readCertificate(der: Buffer): CertificateInfo {
+  const [tbsTlv, algTlv, sigTlv, extra] = children(readWhole(der, Tag.SEQUENCE).value);
+  if (!sigTlv || extra) throw new DerError('a Certificate has 3 elements');
+  const items = children(expectTag(tbsTlv, Tag.SEQUENCE, 'tbsCertificate').value);
+  let i = 0;
+  if (items[i]?.tag === 0xa0) i++; // [0] version
+  const serial = expectTag(items[i++], Tag.INTEGER, 'serialNumber');
+  expectTag(items[i++], Tag.SEQUENCE, 'signature');
+  const issuer = expectTag(items[i++], Tag.SEQUENCE, 'issuer');
+  const validity = children(expectTag(items[i++], Tag.SEQUENCE, 'validity').value);
+  const subject = expectTag(items[i++], Tag.SEQUENCE, 'subject');
+  const spki = expectTag(items[i++], Tag.SEQUENCE, 'subjectPublicKeyInfo');
+  while (items[i] && (items[i].tag === 0x81 || items[i].tag === 0x82)) i++; // unique identifiers
+  const extensions: CertificateInfo['extensions'] = [];
+  if (items[i]?.tag === 0xa3) {
+    for (const e of children(readWhole(items[i].value, Tag.SEQUENCE).value)) {
+      const parts = children(expectTag(e, Tag.SEQUENCE, 'Extension').value);
+      const critical = parts.length === 3 && parts[1].tag === 0x01 && parts[1].value[0] !== 0;
+      extensions.push({ oid: readOid(parts[0]), critical, value: Buffer.from(expectTag(parts[parts.length - 1], Tag.OCTET_STRING, 'extnValue').value) });
+    }
+  }
+  const skiExt = extensions.find((e) => e.oid === EXT.subjectKeyIdentifier);
+  return {
+    serial: serialHex(Buffer.from(serial.value)),
+    subjectDer: Buffer.from(subject.raw),
+    issuerDer: Buffer.from(issuer.raw),
+    notBefore: decodeTime(validity[0]),
+    notAfter: decodeTime(validity[1]),
+    publicKeyInfo: Buffer.from(spki.raw),
+    ...(skiExt ? { subjectKeyIdentifier: Buffer.from(readWhole(skiExt.value, Tag.OCTET_STRING).value) } : {}),
+    extensions,
+    tbs: Buffer.from(tbsTlv.raw),
+    signatureAlgorithm: readOid(children(algTlv.value)[0]),
+    signature: Buffer.from(readBitStringBytes(sigTlv)),
+  };
+}
+
+/** Lower-case hex of an unsigned serial without leading zero octets ("00" for zero). */
+export function serialHex(serial: Buffer): string {
+  let i = 0;
+  while (i < serial.length - 1 && serial[i] === 0) i++;
+  return serial.subarray(i).toString('hex');
+}

@@ -3,10 +3,7 @@
 // SM2 requests are checked with SM3 and the default distinguishing ID "1234567812345678"
 // (GB/T 35276 §5.4; what `openssl req -sm3 -sigopt distid:1234567812345678` makes).
 // Decode/verify only: no I/O, no private keys.
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { CertificationRequest } from '@peculiar/asn1-csr';
-import type { Name } from '@peculiar/asn1-x509';
-import { DerError, Tag, children, expectTag, fromPem, readBitStringBytes, readWhole } from '../crypto/der.js';
+import { DerError, Tag, children, expectTag, fromPem, readBitStringBytes, readOid, readSmallInteger, readWhole } from '../crypto/der.js';
 import type { HashAlgorithm, KeyAlgorithm } from '../crypto/interfaces.js';
 import { OID } from '../crypto/oids.js';
 import { keyAlgorithmOfSpki, verifySignature } from '../crypto/verify.js';
@@ -21,7 +18,8 @@ export const KEY_UNSUPPORTED = 'KEY_UNSUPPORTED';
 
 export interface ParsedCsr {
   der: Buffer;
-  subject: Name;
+  /** DER of the requested subject Name. */
+  subject: Buffer;
   /** RFC 4514 form of the requested subject. */
   subjectString: string;
   /** SubjectPublicKeyInfo DER as it appears in the request. */
@@ -79,21 +77,29 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
   const der = csrDer(input);
   let signedBytes: Buffer;
   let signature: Buffer;
-  let req: CertificationRequest;
+  let signatureAlgorithm: string;
+  let subject: Buffer;
+  let publicKeyInfo: Buffer;
+  let subjectString: string;
   try {
     // CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature BIT STRING }
     const items = children(readWhole(der, Tag.SEQUENCE).value);
     if (items.length !== 3) throw new DerError('a CertificationRequest has 3 elements');
-    signedBytes = Buffer.from(expectTag(items[0], Tag.SEQUENCE, 'certificationRequestInfo').raw);
-    expectTag(items[1], Tag.SEQUENCE, 'signatureAlgorithm');
+    const info = expectTag(items[0], Tag.SEQUENCE, 'certificationRequestInfo');
+    signedBytes = Buffer.from(info.raw);
+    signatureAlgorithm = readOid(children(expectTag(items[1], Tag.SEQUENCE, 'signatureAlgorithm').value)[0]);
     signature = Buffer.from(readBitStringBytes(items[2]));
-    req = AsnConvert.parse(der, CertificationRequest);
+    // CertificationRequestInfo ::= SEQUENCE { version INTEGER { v1(0) }, subject Name,
+    //   subjectPKInfo SubjectPublicKeyInfo, attributes [0] Attributes }
+    const [version, name, spki, attributes, extra] = children(info.value);
+    if (readSmallInteger(expectTag(version, Tag.INTEGER, 'version')) !== 0) throw new DerError('version must be 0 (v1)');
+    subject = Buffer.from(expectTag(name, Tag.SEQUENCE, 'subject').raw);
+    subjectString = nameToString(subject);
+    publicKeyInfo = Buffer.from(expectTag(spki, Tag.SEQUENCE, 'subjectPKInfo').raw);
+    if (!attributes || attributes.tag !== 0xa0 || extra) throw new DerError('attributes [0] must end the request info');
   } catch (e) {
     return malformed((e as Error).message, e);
   }
-  const info = req.certificationRequestInfo;
-  if (info.version !== 0) malformed(`version must be 0 (v1), is ${info.version}`);
-  const publicKeyInfo = Buffer.from(AsnConvert.serialize(info.subjectPKInfo));
   let keyAlgorithm: KeyAlgorithm;
   try {
     keyAlgorithm = keyAlgorithmOfSpki(publicKeyInfo);
@@ -109,20 +115,14 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
     }
     throw e;
   }
-  let subjectString: string;
-  try {
-    subjectString = nameToString(info.subject);
-  } catch (e) {
-    return malformed(`subject: ${(e as Error).message}`, e);
-  }
   return {
     der,
-    subject: info.subject,
+    subject,
     subjectString,
     publicKeyInfo,
     keyAlgorithm,
     signedBytes,
-    signatureAlgorithm: req.signatureAlgorithm.algorithm,
+    signatureAlgorithm,
     signature,
   };
 }

@@ -4,6 +4,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { YiqianError, Codes } from '../errors.js';
 import { validateProfileConfig } from '../pki/profiles.js';
+import { checkTimesourceConfig, type TimesourceConfig } from '../../../firmware-bridge/timesource/config-shape.js';
 
 export const CONFIG_FILE = 'config.json';
 export const CONFIG_VERSION = 1;
@@ -67,9 +68,41 @@ export interface Config {
   };
   http: { bodyLimitBytes: number; timeoutMs: number; maxInFlight: number };
   auth: { maxSkewSeconds: number };
-  /** Only 'system-trusted' (development) until the time-source bridge lands. */
-  timesource: 'system-trusted';
+  /** The clock (firmware-bridge/timesource, docs/timesource.md); the string 'system-trusted' is accepted too. */
+  timesource: TimesourceConfig;
   pki: PkiConfig;
+  /** The RFC 3161 time-stamp authority (docs/tsa.md); absent → defaultTsaConfig(). */
+  tsa: TsaConfig;
+}
+
+/** One time-stamp policy the TSA may issue under (RFC 3161 §2.4.2 policy / reqPolicy). */
+export interface TsaPolicyConfig {
+  oid: string;
+  /** Identities that issue under it; default both. */
+  identities?: ('sm2' | 'ecdsa')[];
+}
+
+export interface TsaConfig {
+  /** Identity of POST /tsa. */
+  defaultIdentity: 'sm2' | 'ecdsa';
+  /** Accepted policies (a request's reqPolicy must be one of them). */
+  policies: TsaPolicyConfig[];
+  /** Policy used when the request names none, per identity; default: the first policy of that identity. */
+  defaultPolicy?: { sm2?: string; ecdsa?: string };
+  /** CIDRs allowed to call /tsa; empty → everyone. */
+  allow: string[];
+  /** Largest TimeStampReq accepted (bytes). */
+  maxRequestBytes: number;
+}
+
+/**
+ * A UUID-based OID (ITU-T X.667, arc 2.25): an identifier no one else uses, so a fresh
+ * appliance never claims someone's policy. A hospital replaces it with its own registered OID.
+ */
+export const DEFAULT_TSA_POLICY_OID = '2.25.190845046733468478924453180286838291719';
+
+export function defaultTsaConfig(): TsaConfig {
+  return { defaultIdentity: 'ecdsa', policies: [{ oid: DEFAULT_TSA_POLICY_OID }], allow: [], maxRequestBytes: 16 * 1024 };
 }
 
 export function defaultPkiConfig(): PkiConfig {
@@ -98,8 +131,9 @@ export function defaultConfig(): Config {
     },
     http: { bodyLimitBytes: 1024 * 1024, timeoutMs: 30_000, maxInFlight: 256 },
     auth: { maxSkewSeconds: 300 },
-    timesource: 'system-trusted',
+    timesource: { kind: 'system-trusted' },
     pki: defaultPkiConfig(),
+    tsa: defaultTsaConfig(),
   };
 }
 
@@ -167,7 +201,12 @@ export function validateConfig(raw: unknown): Config {
   at('http.timeoutMs', int(100, 600_000));
   at('http.maxInFlight', int(1, 100_000));
   at('auth.maxSkewSeconds', int(1, 3600));
-  if (c.timesource !== 'system-trusted') problems.push("timesource must be 'system-trusted' (the only source before the time-source bridge)");
+  {
+    const ts = checkTimesourceConfig(c.timesource ?? { kind: 'system-trusted' });
+    problems.push(...ts.problems);
+    if (ts.config) c.timesource = ts.config;
+  }
+  problems.push(...validateTsaConfig(c));
   // Data dirs initialised before the CA existed have no pki section: the defaults apply.
   if (c.pki === undefined) c.pki = defaultPkiConfig();
   if (typeof c.pki !== 'object' || c.pki === null || Array.isArray(c.pki)) {
@@ -182,6 +221,70 @@ export function validateConfig(raw: unknown): Config {
   }
   if (problems.length) invalid(problems);
   return c as Config;
+}
+
+const OID_RE = /^[0-2](\.(0|[1-9]\d*))+$/;
+
+/** Checks (and defaults) the tsa section; returns its problems. */
+function validateTsaConfig(c: Record<string, any>): string[] {
+  if (c.tsa === undefined) c.tsa = defaultTsaConfig();
+  const t = c.tsa as Record<string, any>;
+  if (typeof t !== 'object' || t === null || Array.isArray(t)) return ['tsa must be an object'];
+  const d = defaultTsaConfig();
+  for (const k of ['defaultIdentity', 'policies', 'allow', 'maxRequestBytes'] as const) if (t[k] === undefined) t[k] = d[k];
+  const problems: string[] = [];
+  for (const k of Object.keys(t)) if (!['defaultIdentity', 'policies', 'defaultPolicy', 'allow', 'maxRequestBytes'].includes(k)) problems.push(`tsa.${k} is not a setting`);
+  if (t.defaultIdentity !== 'sm2' && t.defaultIdentity !== 'ecdsa') problems.push("tsa.defaultIdentity must be 'sm2' or 'ecdsa'");
+  if (!Array.isArray(t.policies) || t.policies.length === 0) {
+    problems.push('tsa.policies must be a non-empty array');
+  } else {
+    t.policies.forEach((p: any, i: number) => {
+      if (typeof p !== 'object' || p === null || typeof p.oid !== 'string' || !OID_RE.test(p.oid)) problems.push(`tsa.policies[${i}].oid must be a dotted OID`);
+      else if (p.identities !== undefined && (!Array.isArray(p.identities) || p.identities.length === 0 || !p.identities.every((x: unknown) => x === 'sm2' || x === 'ecdsa'))) problems.push(`tsa.policies[${i}].identities must list 'sm2' and/or 'ecdsa'`);
+    });
+    for (const id of ['sm2', 'ecdsa'] as const) {
+      const dp = t.defaultPolicy?.[id];
+      const usable = (t.policies as TsaPolicyConfig[]).filter((p) => !p.identities || p.identities.includes(id)).map((p) => p.oid);
+      if (dp !== undefined && !usable.includes(dp)) problems.push(`tsa.defaultPolicy.${id} must be one of the policies of the ${id} identity`);
+      if (usable.length === 0) problems.push(`tsa.policies has no policy for the ${id} identity`);
+    }
+  }
+  if (!Array.isArray(t.allow) || !t.allow.every((x: unknown) => typeof x === 'string' && parseCidr(x) !== undefined)) problems.push('tsa.allow must be an array of CIDRs (e.g. 10.0.0.0/8, ::1/128)');
+  if (!(Number.isInteger(t.maxRequestBytes) && t.maxRequestBytes >= 256 && t.maxRequestBytes <= 1024 * 1024)) problems.push('tsa.maxRequestBytes must be an integer in 256..1048576');
+  return problems;
+}
+
+/** A CIDR as the bytes of its network and a prefix length; undefined if it is not one. */
+export function parseCidr(cidr: string): { bytes: Buffer; prefix: number } | undefined {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(cidr.trim());
+  if (!m) return undefined;
+  const bytes = ipToBytes(m[1]);
+  if (!bytes) return undefined;
+  const prefix = m[2] === undefined ? bytes.length * 8 : Number(m[2]);
+  if (prefix > bytes.length * 8) return undefined;
+  return { bytes, prefix };
+}
+
+/** IPv4 or IPv6 text → 4 or 16 bytes (an IPv4-mapped IPv6 address → its 4 IPv4 bytes). */
+export function ipToBytes(ip: string): Buffer | undefined {
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
+  if (v4) {
+    const b = v4.slice(1).map(Number);
+    return b.every((x) => x <= 255) ? Buffer.from(b) : undefined;
+  }
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(ip);
+  if (mapped) return ipToBytes(mapped[1]);
+  if (!/^[0-9a-fA-F:]+$/.test(ip) || (ip.match(/::/g) ?? []).length > 1) return undefined;
+  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
+  const hs = head ? head.split(':') : [];
+  const ts = tail ? tail.split(':') : [];
+  const missing = 8 - hs.length - ts.length;
+  if ((tail === undefined && missing !== 0) || (tail !== undefined && missing < 1)) return undefined;
+  const groups = [...hs, ...Array<string>(tail === undefined ? 0 : missing).fill('0'), ...ts];
+  if (!groups.every((g) => /^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  const out = Buffer.alloc(16);
+  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  return out;
 }
 
 /** Reads and validates DATA/config.json, then applies environment overrides. */

@@ -32,6 +32,9 @@ const ORDER: CaId[] = ['sm2-root', 'sm2-issuing', 'ecdsa-root', 'ecdsa-issuing']
 
 export function createAuthorities(deps: { cas: CaRepository; custody?: KeyCustody }): Authorities {
   const parsed = new Map<string, { certificate: string; der: Buffer; info: CertificateInfo }>();
+  // The custody resolves a key URI through its registry on every signer() call; a CA signs on
+  // every issuance, so its Signer is kept (the custody's Signer survives token re-initialisation).
+  const signers = new Map<string, Promise<Signer>>();
 
   async function notInitialised(id: CaId): Promise<never> {
     if ((await deps.cas.list()).length === 0) {
@@ -60,8 +63,15 @@ export function createAuthorities(deps: { cas: CaRepository; custody?: KeyCustod
       der,
       info,
       signer: async () => {
-        if (!deps.custody) throw new Error('authorities were created without key custody: cannot sign');
-        return deps.custody.signer(record.keyUri);
+        const custody = deps.custody;
+        if (!custody) throw new Error('authorities were created without key custody: cannot sign');
+        let signer = signers.get(record.keyUri);
+        if (!signer) {
+          signer = custody.signer(record.keyUri);
+          signers.set(record.keyUri, signer);
+          signer.catch(() => signers.delete(record.keyUri));
+        }
+        return signer;
       },
     };
   }

@@ -3,7 +3,6 @@
 // taken) as one durable, audited write. Used for every certificate the appliance issues —
 // API requests, renewals and the appliance's own OCSP, TSA and TLS certificates.
 import { randomBytes } from 'node:crypto';
-import type { Name } from '@peculiar/asn1-x509';
 import type { AuditEntry } from '../audit/audit-log.js';
 import { assembleCertificate, encodeTbsCertificate, keyIdentifier, type CertificateExtension, type KeyUsageName, type TbsSpec } from '../asn1/certificate.js';
 import { nameToString } from '../asn1/name.js';
@@ -38,7 +37,8 @@ export async function signCertificate(signer: Signer, spec: Omit<TbsSpec, 'signa
 }
 
 export interface SubjectContent {
-  name: Name;
+  /** DER of the subject Name. */
+  name: Buffer;
   commonName: string;
   employeeId?: string;
   departmentId?: string;
@@ -117,7 +117,7 @@ export function createIssuer(deps: { certs: CertificateRepository; publicBaseUrl
         const serialBytes = randomSerial();
         const der = await signCertificate(signer, {
           serial: serialBytes,
-          issuer: ca.info.subject,
+          issuer: ca.info.subjectDer,
           subject: order.subject.name,
           notBefore,
           notAfter,

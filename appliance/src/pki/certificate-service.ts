@@ -316,7 +316,7 @@ export function createCertificateService(deps: CertificateServiceDeps): Certific
             ca,
             profile,
             subject: {
-              name: oldCert.subject,
+              name: oldCert.subjectDer,
               commonName: old.commonName,
               ...(old.employeeId !== undefined ? { employeeId: old.employeeId } : {}),
               ...(old.departmentId !== undefined ? { departmentId: old.departmentId } : {}),

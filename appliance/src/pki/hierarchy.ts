@@ -13,7 +13,7 @@
 import { hostname } from 'node:os';
 import type { CertificateExtension } from '../asn1/certificate.js';
 import { keyIdentifier, readCertificate } from '../asn1/certificate.js';
-import { buildName, nameToString } from '../asn1/name.js';
+import { encodeName, nameToString } from '../asn1/name.js';
 import type { KeyAlgorithm, KeyCustody, KeyInfo, Signer } from '../crypto/interfaces.js';
 import { nowIso } from '../store/ids.js';
 import type { Authorities } from './authorities.js';
@@ -78,7 +78,7 @@ async function makeCa(
   });
   const signer = await o.custody.signer(key.uri);
   const id = `${h}-${role}` as CaId;
-  const subject = buildName([
+  const subject = encodeName([
     { type: 'C', value: o.country },
     { type: 'O', value: o.organisation },
     { type: 'CN', value: `${o.organisation} ${kind} ${role === 'root' ? 'Root' : 'Issuing'} CA` },
@@ -96,7 +96,7 @@ async function makeCa(
   if (parent) {
     const parentCert = readCertificate(Buffer.from(parent.record.certificate, 'base64'));
     const urls = distributionUrls(o.publicBaseUrl, parent.record.id);
-    issuerName = parentCert.subject;
+    issuerName = parentCert.subjectDer;
     notAfter = new Date(Math.min(now + days(ISSUING_VALIDITY_DAYS), parentCert.notAfter.getTime()));
     if (parentCert.subjectKeyIdentifier) extensions.push({ kind: 'authorityKeyIdentifier', keyIdentifier: parentCert.subjectKeyIdentifier });
     extensions.push(

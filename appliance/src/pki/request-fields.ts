@@ -10,9 +10,8 @@
 // Only the commonName may come from the CSR's subject (when the request gives none): the rest of
 // a requested subject is ignored, so a client cannot name itself into another organisation.
 import { isIP } from 'node:net';
-import type { Name } from '@peculiar/asn1-x509';
 import { encodeTypedValue, TYPED_VALUE_TYPES, type CertificateExtension, type TypedValue, type TypedValueType } from '../asn1/certificate.js';
-import { PRINTABLE, buildName, nameValue, type NameAttribute } from '../asn1/name.js';
+import { PRINTABLE, encodeName, nameValue, type NameAttribute } from '../asn1/name.js';
 import { issuanceError } from './issuance-errors.js';
 import { SUBJECT_FIELDS, isManagedExtension, isOid, type Profile, type SubjectField } from './profiles.js';
 
@@ -38,7 +37,8 @@ export interface ExtensionInput {
 }
 
 export interface ResolvedSubject {
-  name: Name;
+  /** DER of the subject Name. */
+  name: Buffer;
   commonName: string;
   employeeId?: string;
   departmentId?: string;
@@ -82,7 +82,7 @@ function list(field: string, v: unknown, check: (x: unknown) => string): string[
 const present = (v: unknown): boolean => v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0);
 
 /** Checks the request's subject fields against the profile and builds the subject. */
-export function resolveSubject(profile: Profile, input: SubjectInput, defaults: { organisation: string; country: string }, csrSubject?: Name): ResolvedSubject {
+export function resolveSubject(profile: Profile, input: SubjectInput, defaults: { organisation: string; country: string }, csrSubject?: Buffer): ResolvedSubject {
   const given: Partial<Record<SubjectField, unknown>> = {};
   for (const f of SUBJECT_FIELDS) {
     const v = (input as Record<SubjectField, unknown>)[f];
@@ -142,7 +142,7 @@ export function resolveSubject(profile: Profile, input: SubjectInput, defaults: 
   }
   const hasSan = dnsNames.length + ipAddresses.length + emails.length > 0;
   return {
-    name: buildName(attrs),
+    name: encodeName(attrs),
     commonName,
     ...(employeeId !== undefined ? { employeeId } : {}),
     ...(departmentId !== undefined ? { departmentId } : {}),

@@ -3,7 +3,7 @@
 // for tools and tests that need a throwaway certificate for a token key (e.g. the HSM TLS
 // engine's interop test). Built with the CA's certificate encoder and signer.
 import { KEY_PURPOSES, keyIdentifier, type CertificateExtension } from '../asn1/certificate.js';
-import { buildName, type NameAttribute } from '../asn1/name.js';
+import { encodeName, type NameAttribute } from '../asn1/name.js';
 import { toPem } from '../crypto/der.js';
 import type { Signer } from '../crypto/interfaces.js';
 import { randomSerial, signCertificate } from './certificate-issuer.js';
@@ -22,7 +22,7 @@ export interface SelfSignedRequest {
 export async function buildSelfSignedCertificate(req: SelfSignedRequest): Promise<Buffer> {
   const attrs: NameAttribute[] = [{ type: 'CN', value: req.subjectCN }];
   if (req.organisation) attrs.push({ type: 'O', value: req.organisation });
-  const name = buildName(attrs);
+  const name = encodeName(attrs);
   const notBefore = req.notBefore ?? new Date(Date.now() - 60_000);
   const notAfter = new Date(notBefore.getTime() + req.days * 86_400_000);
   const extensions: CertificateExtension[] = [

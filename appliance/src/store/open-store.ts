@@ -22,6 +22,8 @@ import { LmdbNonceRepository, type NonceRepository } from './nonce-repository.js
 import { createCertificateRepository } from './certificate-repository.js';
 import { createCaRepository } from './ca-repository.js';
 import { createDepartmentRepository, createStaffRepository } from './staff-repository.js';
+import { createTsaTokenRepository } from './tsa-token-repository.js';
+import type { TsaTokenRepository } from '../tsa/types.js';
 import type { CaRepository, CertificateRepository } from '../pki/types.js';
 import type { DepartmentRepository, StaffRepository } from '../staff/types.js';
 
@@ -31,6 +33,8 @@ export interface Store {
   cas: CaRepository;
   departments: DepartmentRepository;
   staff: StaffRepository;
+  /** Issued RFC 3161 tokens (tsa-token-repository.ts). */
+  tsaTokens: TsaTokenRepository;
   keys: KeyRegistry;
   nonces: NonceRepository;
   audit: AuditLog;
@@ -67,6 +71,8 @@ const DB_NAMES = [
   'certs', 'certs-by-id', 'cas',
   // staff directory (staff-repository.ts)
   'departments', 'staff', 'staff-by-department',
+  // time-stamp authority (tsa-token-repository.ts)
+  'tsa-tokens',
 ] as const;
 type DbName = (typeof DB_NAMES)[number];
 
@@ -145,6 +151,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       cas: createCaRepository(dbs.cas, auditStorage, writer),
       departments: createDepartmentRepository(dbs.departments, auditStorage, writer),
       staff: createStaffRepository({ staff: dbs.staff, byDepartment: dbs['staff-by-department'] }, auditStorage, writer),
+      tsaTokens: createTsaTokenRepository(dbs['tsa-tokens'], writer),
 
       async check() {
         assertOpen(state);

@@ -1,0 +1,216 @@
+// The RFC 3161 time-stamp authority (issue 5): one DER TimeStampReq in, one DER TimeStampResp
+// out, never an exception. Order of the checks — each refusal is a `rejection` with its failInfo:
+//
+//   parse (strict DER) → badDataFormat / badRequest (version) / unacceptedExtension / badAlg
+//   policy (reqPolicy among the configured ones of this identity) → unacceptedPolicy
+//   clock gate (live: UNSYNCED or inputs older than the bound) → timeNotAvailable
+//   TSA certificate valid at genTime and still good → systemFailure (never a token)
+//   serial (≥ 64 random bits, unique in the store) → sign → store the record durably → reply
+//
+// The TSA's signer and certificate are resolved once per identity (hot path: no key parsing per
+// request) and looked up again every minute, so a renewed or revoked TSA certificate is seen.
+import { randomBytes } from 'node:crypto';
+import type { ClockGate } from '../../../firmware-bridge/timesource/clock-gate.js';
+import {
+  TspRejection,
+  buildTimeStampToken,
+  encodeTstInfo,
+  parseTimeStampReq,
+  timeStampGranted,
+  timeStampRejection,
+  tokenSigningIdentity,
+  type FailureInfoName,
+  type TokenSigningIdentity,
+} from '../asn1/tsp.js';
+import type { KeyCustody } from '../crypto/interfaces.js';
+import { log as rootLog, type Logger } from '../log.js';
+import { applianceCertificate } from '../pki/hierarchy.js';
+import type { CertificateRecord, CertificateRepository } from '../pki/types.js';
+import type { TsaIdentity, TsaTokenRecord, TsaTokenRepository } from './types.js';
+
+/** Random octets of a serial: 10 octets, top bit cleared (positive) → 79 random bits (≥ 64, issue 5). */
+const SERIAL_OCTETS = 10;
+const IDENTITY_TTL_MS = 60_000;
+
+/**
+ * GM/T 0033-2014 error codes (base 0x04000000, STANDARDS.md §3) for the failures that have one;
+ * the others carry the RFC 3161 failInfo and text only.
+ */
+const GMT0033: Partial<Record<FailureInfoName, string>> = {
+  timeNotAvailable: '0x0400000A TIME_NOT_AVAILABLE',
+  unacceptedPolicy: '0x0400000B UNACCEPTED_POLICY',
+  unacceptedExtension: '0x0400000C UNACCEPTED_EXTENSION',
+  systemFailure: '0x0400000E SYSTEM_FAILURE',
+};
+
+export interface TsaPolicySettings {
+  policies: { oid: string; identities?: TsaIdentity[] }[];
+  defaultPolicy?: Partial<Record<TsaIdentity, string>>;
+}
+
+export interface TsaServiceDeps {
+  certs: Pick<CertificateRepository, 'query'>;
+  custody: Pick<KeyCustody, 'signer'>;
+  tokens: TsaTokenRepository;
+  gate: Pick<ClockGate, 'check'>;
+  policies: TsaPolicySettings;
+  /** Put into the statusString of every reply (the development notice of a system-trusted clock). */
+  notice?: string | null;
+  log?: Logger;
+  /** Source of serial octets (tests). */
+  random?: (n: number) => Buffer;
+}
+
+export interface TsaRequester {
+  address: string;
+  app?: string;
+}
+
+export interface TsaAnswer {
+  der: Buffer;
+  granted: boolean;
+  failInfo?: FailureInfoName;
+  serial?: string;
+  reason?: string;
+}
+
+interface LoadedIdentity {
+  signing: TokenSigningIdentity;
+  record: CertificateRecord;
+  notBefore: number;
+  notAfter: number;
+  loadedAt: number;
+}
+
+export class TsaService {
+  private readonly log: Logger;
+  private readonly random: (n: number) => Buffer;
+  private readonly identities = new Map<TsaIdentity, Promise<LoadedIdentity>>();
+  private readonly policyOf: Record<TsaIdentity, { allowed: Set<string>; byDefault: string }>;
+
+  constructor(private readonly deps: TsaServiceDeps) {
+    this.log = deps.log ?? rootLog;
+    this.random = deps.random ?? randomBytes;
+    const pick = (id: TsaIdentity) => {
+      const allowed = deps.policies.policies.filter((p) => !p.identities || p.identities.includes(id)).map((p) => p.oid);
+      if (allowed.length === 0) throw new RangeError(`no TSA policy for the ${id} identity`);
+      const byDefault = deps.policies.defaultPolicy?.[id] ?? allowed[0];
+      if (!allowed.includes(byDefault)) throw new RangeError(`default policy ${byDefault} is not a policy of the ${id} identity`);
+      return { allowed: new Set(allowed), byDefault };
+    };
+    this.policyOf = { sm2: pick('sm2'), ecdsa: pick('ecdsa') };
+  }
+
+  /** Policies and default per identity (docs, /api). */
+  policies(): Record<TsaIdentity, { policies: string[]; default: string }> {
+    return {
+      sm2: { policies: [...this.policyOf.sm2.allowed], default: this.policyOf.sm2.byDefault },
+      ecdsa: { policies: [...this.policyOf.ecdsa.allowed], default: this.policyOf.ecdsa.byDefault },
+    };
+  }
+
+  /** Resolves the signer and certificate of both identities now (startup), so the first request is fast. */
+  async warmUp(): Promise<void> {
+    await Promise.all((['sm2', 'ecdsa'] as const).map((id) => this.identity(id).catch((e: Error) => this.log.warn({ identity: id, err: e.message }, 'TSA identity not available'))));
+  }
+
+  /** The loaded identity (signer + certificate), refreshed after IDENTITY_TTL_MS. */
+  identity(id: TsaIdentity): Promise<LoadedIdentity> {
+    const cached = this.identities.get(id);
+    if (cached) {
+      return cached.then((l) => {
+        if (Date.now() - l.loadedAt < IDENTITY_TTL_MS) return l;
+        if (this.identities.get(id) === cached) this.identities.delete(id);
+        return this.identity(id);
+      });
+    }
+    const p = this.load(id);
+    this.identities.set(id, p);
+    p.catch(() => {
+      if (this.identities.get(id) === p) this.identities.delete(id);
+    });
+    return p;
+  }
+
+  private async load(id: TsaIdentity): Promise<LoadedIdentity> {
+    const record = await applianceCertificate(this.deps.certs as CertificateRepository, id, 'tsa');
+    if (!record || !record.keyRef) throw new Error(`no good TSA certificate in the ${id} hierarchy`);
+    const signer = await this.deps.custody.signer(record.keyRef);
+    return {
+      signing: tokenSigningIdentity(signer, Buffer.from(record.certificate, 'base64')),
+      record,
+      notBefore: Date.parse(record.notBefore),
+      notAfter: Date.parse(record.notAfter),
+      loadedAt: Date.now(),
+    };
+  }
+
+  /** Answers one DER TimeStampReq for `identity`; never throws. */
+  async respond(der: Buffer, identity: TsaIdentity, requester: TsaRequester): Promise<TsaAnswer> {
+    let notice: string | null = this.deps.notice ?? null;
+    try {
+      const req = parseTimeStampReq(der);
+      const pol = this.policyOf[identity];
+      const policy = req.reqPolicy ?? pol.byDefault;
+      if (!pol.allowed.has(policy)) throw new TspRejection('unacceptedPolicy', `policy ${policy} is not offered by the ${identity} TSA`);
+      const clock = this.deps.gate.check();
+      if (!clock.ok) throw new TspRejection('timeNotAvailable', `trusted time not available: ${clock.reason}`);
+      notice ??= clock.notice;
+      let loaded: LoadedIdentity;
+      try {
+        loaded = await this.identity(identity);
+      } catch (e) {
+        throw new TspRejection('systemFailure', `TSA ${identity} is not available: ${(e as Error).message}`);
+      }
+      const genTime = clock.time;
+      const t = genTime.getTime();
+      if (t < loaded.notBefore || t > loaded.notAfter) {
+        throw new TspRejection('systemFailure', `the ${identity} TSA certificate ${loaded.record.serial} is not valid at ${genTime.toISOString()} (${loaded.record.notBefore} – ${loaded.record.notAfter})`);
+      }
+      for (let attempt = 0; attempt < 8; attempt++) {
+        const serial = this.newSerial();
+        const serialHex = serial.toString('hex').replace(/^(00)+(?=.)/, '');
+        if (await this.deps.tokens.has(serialHex)) continue;
+        const tstInfo = encodeTstInfo({
+          policy,
+          messageImprintDer: req.messageImprintDer,
+          serial,
+          genTime,
+          accuracyMicros: clock.accuracyMicros,
+          ...(req.nonceDer ? { nonceDer: req.nonceDer } : {}),
+        });
+        const token = await buildTimeStampToken(tstInfo, genTime, loaded.signing, req.certReq);
+        const record: TsaTokenRecord = {
+          serial: serialHex,
+          identity,
+          policy,
+          imprintAlgorithm: req.hash!,
+          imprint: req.hashedMessage.toString('hex'),
+          genTime: genTime.toISOString(),
+          accuracyMicros: Math.ceil(clock.accuracyMicros),
+          ...(req.nonceHex ? { nonce: req.nonceHex } : {}),
+          certReq: req.certReq,
+          tsaCertificate: loaded.record.serial,
+          requester: { address: requester.address, ...(requester.app ? { app: requester.app } : {}) },
+          clock: { source: clock.source, state: clock.state },
+        };
+        // Durable before the reply leaves: a token that exists is always on record.
+        if (!(await this.deps.tokens.insert(record))) continue;
+        return { der: timeStampGranted(token, notice ? [notice] : []), granted: true, serial: serialHex };
+      }
+      throw new TspRejection('systemFailure', 'no unused serial number found');
+    } catch (e) {
+      const r = e instanceof TspRejection ? e : new TspRejection('systemFailure', 'internal error');
+      if (!(e instanceof TspRejection)) this.log.error({ err: e }, 'time-stamp request failed');
+      const text = [GMT0033[r.failInfo] ? `${GMT0033[r.failInfo]}: ${r.message}` : r.message, ...(notice ? [notice] : [])];
+      return { der: timeStampRejection(r.failInfo, text), granted: false, failInfo: r.failInfo, reason: r.message };
+    }
+  }
+
+  private newSerial(): Buffer {
+    const b = Buffer.from(this.random(SERIAL_OCTETS));
+    b[0] &= 0x7f;
+    if (b[0] === 0) b[0] = 0x01; // keep the length (and ≥ 64 random bits) fixed
+    return b;
+  }
+}
