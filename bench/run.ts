@@ -5,9 +5,10 @@ import { benchHsm } from './hsm.js';
 import { benchHttp } from './http-whoami.js';
 import { benchOcsp } from './pki-ocsp.js';
 import { benchPkiIssue } from './pki-issue.js';
+import { benchTsa } from './tsa.js';
 
 const rows: BenchRow[] = [];
-for (const [name, run] of [['SM2 engine', benchSm2], ['HSM', benchHsm], ['HTTPS API', benchHttp], ['certificate issuance', benchPkiIssue], ['OCSP responder', benchOcsp]] as const) {
+for (const [name, run] of [['SM2 engine', benchSm2], ['HSM', benchHsm], ['HTTPS API', benchHttp], ['certificate issuance', benchPkiIssue], ['OCSP responder', benchOcsp], ['time-stamp authority', benchTsa]] as const) {
   process.stderr.write(`measuring ${name} …\n`);
   rows.push(...(await run()));
 }
