@@ -31,15 +31,11 @@ import type { OcspAnswer, OcspResponder } from '../pki/ocsp-responder.js';
 import type { RevocationResult, RevocationService } from '../pki/revocation.js';
 import type { CaId } from '../pki/types.js';
 import { readLimited } from './body-reader.js';
-import { logKoaErrors, resolveLimits, type HttpLimits } from './create-api-app.js';
-import { httpMetrics } from './http-metrics.js';
+import { type HttpLimits } from './create-api-app.js';
+import { createSignedObjectApp } from './signed-object-app.js';
 import { jsonRoute } from './json-body.js';
-import { overload } from './overload.js';
-import { httpError, internalError, problems } from './problem.js';
-import { requestId } from './request-id.js';
-import { routeFallback } from './route-fallback.js';
+import { httpError, internalError } from './problem.js';
 import type { HttpState } from './state.js';
-import { timeout } from './timeout.js';
 
 export const OCSP_REQUEST_TYPE = 'application/ocsp-request';
 export const OCSP_RESPONSE_TYPE = 'application/ocsp-response';
@@ -244,22 +240,5 @@ export function revocationPublicRouter(deps: RevocationPublicDeps): Router<HttpS
 /** The koa app that serves the public revocation paths on both listeners. */
 export function createRevocationPublicApp(deps: RevocationPublicDeps): Koa<HttpState> {
   const m = deps.metrics ?? defaultMetrics;
-  const log = deps.log ?? rootLog;
-  const limits = resolveLimits(deps.limits);
-  const app = new Koa<HttpState>();
-  logKoaErrors(app, log);
-  app.use(requestId(log));
-  app.use(httpMetrics(m));
-  app.use(problems(m));
-  app.use(ocspEnvelope(m));
-  app.use(timeout(limits.timeoutMs));
-  app.use(overload({ maxInFlight: limits.maxInFlight }));
-  app.use(async (ctx, next) => {
-    ctx.state.rawBody = Buffer.alloc(0);
-    await next();
-  });
-  const router = revocationPublicRouter(deps);
-  app.use(router.routes());
-  app.use(routeFallback());
-  return app;
+  return createSignedObjectApp({ metrics: m, log: deps.log ?? rootLog, limits: deps.limits, envelope: ocspEnvelope(m), router: revocationPublicRouter(deps), fallback: true });
 }

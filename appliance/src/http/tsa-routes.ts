@@ -22,13 +22,10 @@ import { metrics as defaultMetrics, type Metrics } from '../metrics.js';
 import type { TsaService } from '../tsa/tsa-service.js';
 import type { TsaIdentity, TsaTokenRepository } from '../tsa/types.js';
 import { readLimited } from './body-reader.js';
-import { logKoaErrors, resolveLimits, type HttpLimits } from './create-api-app.js';
-import { httpMetrics } from './http-metrics.js';
-import { overload } from './overload.js';
-import { httpError, problems } from './problem.js';
-import { requestId } from './request-id.js';
+import { type HttpLimits } from './create-api-app.js';
+import { createSignedObjectApp } from './signed-object-app.js';
+import { httpError } from './problem.js';
 import type { HttpState } from './state.js';
-import { timeout } from './timeout.js';
 
 export const TSQ_TYPE = 'application/timestamp-query';
 export const TSR_TYPE = 'application/timestamp-reply';
@@ -154,22 +151,7 @@ export function tsaPublicRouter(deps: TsaPublicDeps): Router<HttpState> {
 /** The koa app that serves /tsa… on both listeners. */
 export function createTsaPublicApp(deps: TsaPublicDeps): Koa<HttpState> {
   const m = deps.metrics ?? defaultMetrics;
-  const log = deps.log ?? rootLog;
-  const limits = resolveLimits(deps.limits);
-  const app = new Koa<HttpState>();
-  logKoaErrors(app, log);
-  app.use(requestId(log));
-  app.use(httpMetrics(m));
-  app.use(problems(m));
-  app.use(tsaEnvelope(m));
-  app.use(timeout(limits.timeoutMs));
-  app.use(overload({ maxInFlight: limits.maxInFlight }));
-  app.use(async (ctx, next) => {
-    ctx.state.rawBody = Buffer.alloc(0);
-    await next();
-  });
-  app.use(tsaPublicRouter(deps).routes());
-  return app;
+  return createSignedObjectApp({ metrics: m, log: deps.log ?? rootLog, limits: deps.limits, envelope: tsaEnvelope(m), router: tsaPublicRouter(deps) });
 }
 
 /** Authenticated routes under /api/v1: token records and the clock status. */
