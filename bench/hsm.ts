@@ -10,30 +10,12 @@ import pkcs11js from 'pkcs11js';
 import type { PKCS11 } from 'pkcs11js';
 import { makeTestToken } from '../test/helpers/softhsm.js';
 import { openPkcs11Custody } from '../firmware-bridge/pkcs11/pkcs11-custody.js';
-import type { KeyRecord, KeyRegistry } from '../appliance/src/crypto/interfaces.js';
 import { createSm2Signer, generateSm2KeyPair, sm2SpkiFromPublicKey } from '../appliance/src/crypto/sm2.js';
 import { measure, printTable, type BenchRow } from './table.js';
+import { InMemoryKeyRegistry } from '../test/helpers/in-memory-key-registry.js';
 
 const SECONDS = 2;
 
-class MemoryKeyRegistry implements KeyRegistry {
-  private readonly rows = new Map<string, KeyRecord>();
-  async put(r: KeyRecord): Promise<void> {
-    this.rows.set(r.id, r);
-  }
-  async get(id: string): Promise<KeyRecord | undefined> {
-    return this.rows.get(id);
-  }
-  async getByLabel(label: string): Promise<KeyRecord | undefined> {
-    return [...this.rows.values()].find((r) => r.label === label);
-  }
-  async list(): Promise<KeyRecord[]> {
-    return [...this.rows.values()];
-  }
-  async delete(id: string): Promise<void> {
-    this.rows.delete(id);
-  }
-}
 
 /** Tight synchronous loop, the way a C program would drive the token: C_SignInit + C_Sign. */
 function rawSyncSignsPerSec(p: PKCS11, session: Buffer, key: Buffer, seconds: number): number {
@@ -72,7 +54,7 @@ export async function benchHsm(): Promise<BenchRow[]> {
         return p;
       },
     },
-    new MemoryKeyRegistry(),
+    new InMemoryKeyRegistry(),
   );
   try {
     await custody.generate({ algorithm: 'ecdsa-p256', label: 'bench-p256', purpose: 'benchmark' });

@@ -15,9 +15,9 @@ import type { PKCS11 } from 'pkcs11js';
 import { makeTestToken } from '../helpers/softhsm.js';
 import { openPkcs11Custody, type Pkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import { registerHsmTlsEngine, type HsmTlsEngine } from '../../firmware-bridge/pkcs11/tls-engine.js';
-import type { KeyRecord, KeyRegistry } from '../../appliance/src/crypto/interfaces.js';
 import { createSm2Signer, generateSm2KeyPair, sm2SpkiFromPublicKey } from '../../appliance/src/crypto/sm2.js';
 import { buildSelfSignedCertificate, derToPem } from '../../appliance/src/pki/self-signed.js';
+import { InMemoryKeyRegistry } from '../helpers/in-memory-key-registry.js';
 
 /** Runs a peer tool with stdin at EOF (s_client then closes after the handshake); never blocks our event loop. */
 function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number | null }> {
@@ -32,24 +32,6 @@ function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: str
   });
 }
 
-class MemoryKeyRegistry implements KeyRegistry {
-  private readonly rows = new Map<string, KeyRecord>();
-  async put(r: KeyRecord): Promise<void> {
-    this.rows.set(r.id, { ...r });
-  }
-  async get(id: string): Promise<KeyRecord | undefined> {
-    return this.rows.get(id);
-  }
-  async getByLabel(label: string): Promise<KeyRecord | undefined> {
-    return [...this.rows.values()].find((r) => r.label === label);
-  }
-  async list(): Promise<KeyRecord[]> {
-    return [...this.rows.values()];
-  }
-  async delete(id: string): Promise<void> {
-    this.rows.delete(id);
-  }
-}
 
 const token = makeTestToken();
 let module: PKCS11 | undefined;
@@ -71,7 +53,7 @@ t.before(async () => {
         return p;
       },
     },
-    new MemoryKeyRegistry(),
+    new InMemoryKeyRegistry(),
   );
   engine = registerHsmTlsEngine({ module: token.module, tokenLabel: token.label, pin: token.pin });
 });

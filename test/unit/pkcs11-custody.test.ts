@@ -12,33 +12,15 @@ import type { PKCS11 } from 'pkcs11js';
 import { makeTestToken } from '../helpers/softhsm.js';
 import { openPkcs11Custody, type Pkcs11Custody, type Pkcs11Options, type SoftwareSm2 } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import { parsePkcs11Uri } from '../../firmware-bridge/pkcs11/pkcs11-uri.js';
-import type { KeyRecord, KeyRegistry } from '../../appliance/src/crypto/interfaces.js';
+import type { KeyRecord } from '../../appliance/src/crypto/interfaces.js';
 import { createSm2Signer, generateSm2KeyPair, sm2Digest, sm2SpkiFromPublicKey, sm2Verify } from '../../appliance/src/crypto/sm2.js';
 import { isYiqianError } from '../../appliance/src/errors.js';
+import { InMemoryKeyRegistry } from '../helpers/in-memory-key-registry.js';
 
 /** Tiny in-memory KeyRegistry (the LMDB one lives in appliance/src/store). Stores copies, like a database. */
-class MemoryKeyRegistry implements KeyRegistry {
-  readonly rows = new Map<string, string>();
-  async put(r: KeyRecord): Promise<void> {
-    this.rows.set(r.id, JSON.stringify(r));
-  }
-  async get(id: string): Promise<KeyRecord | undefined> {
-    const s = this.rows.get(id);
-    return s === undefined ? undefined : (JSON.parse(s) as KeyRecord);
-  }
-  async getByLabel(label: string): Promise<KeyRecord | undefined> {
-    return (await this.list()).find((r) => r.label === label);
-  }
-  async list(): Promise<KeyRecord[]> {
-    return [...this.rows.values()].map((s) => JSON.parse(s) as KeyRecord).sort((a, b) => a.id.localeCompare(b.id));
-  }
-  async delete(id: string): Promise<void> {
-    this.rows.delete(id);
-  }
-}
 
 const token = makeTestToken();
-const registry = new MemoryKeyRegistry();
+const registry = new InMemoryKeyRegistry();
 /** Copies of every SM2 scalar the software side generated, to look for them where they must not be. */
 const generatedScalars: Buffer[] = [];
 const handedOut: Buffer[] = [];

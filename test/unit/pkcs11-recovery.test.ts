@@ -8,32 +8,14 @@ import pkcs11js from 'pkcs11js';
 import type { PKCS11 } from 'pkcs11js';
 import { makeTestToken } from '../helpers/softhsm.js';
 import { openPkcs11Custody, type Pkcs11Custody, type Pkcs11Options } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
-import type { KeyRecord, KeyRegistry, Signer } from '../../appliance/src/crypto/interfaces.js';
+import type { Signer } from '../../appliance/src/crypto/interfaces.js';
 import { createSm2Signer, generateSm2KeyPair, sm2SpkiFromPublicKey } from '../../appliance/src/crypto/sm2.js';
 import { isYiqianError, type YiqianError } from '../../appliance/src/errors.js';
+import { InMemoryKeyRegistry } from '../helpers/in-memory-key-registry.js';
 
-class MemoryKeyRegistry implements KeyRegistry {
-  private readonly rows = new Map<string, string>();
-  async put(r: KeyRecord): Promise<void> {
-    this.rows.set(r.id, JSON.stringify(r));
-  }
-  async get(id: string): Promise<KeyRecord | undefined> {
-    const s = this.rows.get(id);
-    return s === undefined ? undefined : (JSON.parse(s) as KeyRecord);
-  }
-  async getByLabel(label: string): Promise<KeyRecord | undefined> {
-    return (await this.list()).find((r) => r.label === label);
-  }
-  async list(): Promise<KeyRecord[]> {
-    return [...this.rows.values()].map((s) => JSON.parse(s) as KeyRecord);
-  }
-  async delete(id: string): Promise<void> {
-    this.rows.delete(id);
-  }
-}
 
 const token = makeTestToken();
-const registry = new MemoryKeyRegistry();
+const registry = new InMemoryKeyRegistry();
 let module: PKCS11 | undefined;
 const events: Array<{ op: string; ok: boolean }> = [];
 const options: Pkcs11Options = {

@@ -6,29 +6,10 @@ import { rmSync } from 'node:fs';
 import { makeTestToken } from '../helpers/softhsm.js';
 import { TestDoubleSm2Pkcs11, TEST_DOUBLE_MECHANISMS, testDoubleProfile } from '../helpers/sm2-hsm-test-double.js';
 import { openPkcs11Custody, type Pkcs11Options, type SoftwareSm2 } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
-import type { KeyRecord, KeyRegistry } from '../../appliance/src/crypto/interfaces.js';
 import { createSm2Signer, sm2Digest, sm2SpkiFromPublicKey, sm2Verify, sm2PublicKeyFromSpki } from '../../appliance/src/crypto/sm2.js';
 import { isYiqianError } from '../../appliance/src/errors.js';
+import { InMemoryKeyRegistry } from '../helpers/in-memory-key-registry.js';
 
-class MemoryKeyRegistry implements KeyRegistry {
-  private readonly rows = new Map<string, string>();
-  async put(r: KeyRecord): Promise<void> {
-    this.rows.set(r.id, JSON.stringify(r));
-  }
-  async get(id: string): Promise<KeyRecord | undefined> {
-    const s = this.rows.get(id);
-    return s === undefined ? undefined : (JSON.parse(s) as KeyRecord);
-  }
-  async getByLabel(label: string): Promise<KeyRecord | undefined> {
-    return (await this.list()).find((r) => r.label === label);
-  }
-  async list(): Promise<KeyRecord[]> {
-    return [...this.rows.values()].map((s) => JSON.parse(s) as KeyRecord);
-  }
-  async delete(id: string): Promise<void> {
-    this.rows.delete(id);
-  }
-}
 
 const token = makeTestToken();
 t.teardown(() => rmSync(token.dir, { recursive: true, force: true }));
@@ -53,7 +34,7 @@ async function code(p: Promise<unknown>): Promise<string | undefined> {
 for (const signInput of ['message', 'digest-e'] as const) {
   t.test(`vendor profile, signInput '${signInput}': keygen → sign → sm2Verify (default ID)`, async (tt: Test) => {
     const double = new TestDoubleSm2Pkcs11(token.module, signInput);
-    const registry = new MemoryKeyRegistry();
+    const registry = new InMemoryKeyRegistry();
     const opts: Pkcs11Options = { module: token.module, tokenLabel: token.label, pin: token.pin, softwareSm2, sm2Profile: testDoubleProfile(signInput), loadModule: () => double };
     const custody = await openPkcs11Custody(opts, registry);
     tt.teardown(() => custody.close());
@@ -102,9 +83,9 @@ for (const signInput of ['message', 'digest-e'] as const) {
 t.test('the custody uses the profile numbers, not fixed ones', async (tt) => {
   const double = new TestDoubleSm2Pkcs11(token.module, 'message');
   const profile = { ...testDoubleProfile('message'), keyGenMechanism: TEST_DOUBLE_MECHANISMS.keyGen + 0x100 };
-  const custody = await openPkcs11Custody({ module: token.module, tokenLabel: token.label, pin: token.pin, softwareSm2, sm2Profile: profile, loadModule: () => double }, new MemoryKeyRegistry());
+  const custody = await openPkcs11Custody({ module: token.module, tokenLabel: token.label, pin: token.pin, softwareSm2, sm2Profile: profile, loadModule: () => double }, new InMemoryKeyRegistry());
   tt.teardown(() => custody.close());
   tt.equal(await code(custody.generate({ algorithm: 'sm2', label: 'wrong-numbers', purpose: 'x' })), 'HSM_MECHANISM_UNSUPPORTED', 'a mechanism SoftHSM2 does not know is refused by the token');
-  const noDigest = await code(openPkcs11Custody({ module: token.module, tokenLabel: token.label, pin: token.pin, softwareSm2: { ...softwareSm2, digest: undefined }, sm2Profile: testDoubleProfile('digest-e'), loadModule: () => new TestDoubleSm2Pkcs11(token.module, 'digest-e') }, new MemoryKeyRegistry()));
+  const noDigest = await code(openPkcs11Custody({ module: token.module, tokenLabel: token.label, pin: token.pin, softwareSm2: { ...softwareSm2, digest: undefined }, sm2Profile: testDoubleProfile('digest-e'), loadModule: () => new TestDoubleSm2Pkcs11(token.module, 'digest-e') }, new InMemoryKeyRegistry()));
   tt.equal(noDigest, 'CONFIG_INVALID', "'digest-e' needs softwareSm2.digest");
 });
