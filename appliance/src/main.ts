@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createHttpServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { YiqianError, Codes } from './errors.js';
+import { YiqianError, Codes, isYiqianError } from './errors.js';
 import { createApiApp } from './http/create-api-app.js';
 import { createPublicApp } from './http/create-public-app.js';
 import type { Readiness } from './http/create-api-app.js';
@@ -264,9 +264,14 @@ async function readiness(a: Appliance): Promise<Readiness> {
     await a.store.check();
     checks.store = { ok: true };
   } catch (e) {
-    checks.store = { ok: false, detail: (e as Error).message };
+    // /readyz is unauthenticated: say which check failed by its code, keep paths and messages in the log.
+    log.warn({ err: (e as Error).message }, 'readiness: store check failed');
+    checks.store = { ok: false, detail: { code: isYiqianError(e) ? e.code : Codes.STORE_UNAVAILABLE } };
   }
-  const hsm = await a.custody.health().catch((e: Error) => ({ ok: false, token: a.config.hsm.tokenLabel, reason: e.message }));
+  const hsm = await a.custody.health().catch((e: Error) => {
+    log.warn({ err: e.message }, 'readiness: HSM health failed');
+    return { ok: false, token: a.config.hsm.tokenLabel, reason: isYiqianError(e) ? e.code : Codes.HSM_UNAVAILABLE };
+  });
   checks.hsm = { ok: hsm.ok, detail: hsm };
   checks.clock = clockReadiness(a.clock);
   return { ready: Object.values(checks).every((c) => c.ok), checks };
