@@ -24,6 +24,8 @@ export interface TestToken {
  */
 export function makeTestToken(label = 'yiqian', pin = '123456', soPin = '12345678'): TestToken {
   const dir = mkdtempSync(join(tmpdir(), 'yq-hsm-'));
+  // Removed when the test process ends, whatever the test did.
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const tokens = join(dir, 'tokens');
   mkdirSync(tokens);
   const conf = join(dir, 'softhsm2.conf');
