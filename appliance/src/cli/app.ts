@@ -1,22 +1,9 @@
 // `yiqian app …`: the hospital systems ("apps") that may call the API, each with its own key pair.
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
-import { loadConfig } from '../config/config.js';
-import { openStore, type Store } from '../store/open-store.js';
 import { createAppService } from '../identity/app-service.js';
-import { type Command, type Values, UsageError, dataDir, dataHelp, dataOption, jsonHelp, jsonOption, printTable, requireString } from './command.js';
+import { type Command, UsageError, dataHelp, dataOption, jsonHelp, jsonOption, printTable, requireString } from './command.js';
+import { CLI_ACTOR, withStore } from './data-store.js';
 
-const ACTOR = `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
-
-async function withStore<T>(values: Values, fn: (store: Store) => Promise<T>): Promise<T> {
-  const dir = dataDir(values);
-  loadConfig(dir); // refuses an uninitialised directory with a clear reason
-  const store = await openStore(dir);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
 
 function appId(positionals: string[], name: string): string {
   if (positionals.length !== 1) throw new UsageError(`yiqian app ${name} takes exactly one APP_ID`);
@@ -43,7 +30,7 @@ const createCmd: Command = {
         throw new UsageError(`cannot write --key-out ${keyOut}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'file exists' : (e as Error).message}`);
       }
       try {
-        const { app, privateKeyPem } = await createAppService(store).create({ name, project: values.project as string | undefined, algorithm: alg, actor: ACTOR });
+        const { app, privateKeyPem } = await createAppService(store).create({ name, project: values.project as string | undefined, algorithm: alg, actor: CLI_ACTOR });
         writeSync(fd, privateKeyPem);
         closeSync(fd);
         if (values.json) console.log(JSON.stringify({ ...app, keyFile: keyOut }));
@@ -86,7 +73,7 @@ function statusCmd(verb: 'freeze' | 'unfreeze' | 'delete', summary: string): Com
       const id = appId(positionals, verb);
       return withStore(values, async (store) => {
         const svc = createAppService(store);
-        const result = await svc[verb](id, ACTOR);
+        const result = await svc[verb](id, CLI_ACTOR);
         if (values.json) console.log(JSON.stringify(result ?? { id, deleted: true }));
         else console.log(`app ${id}: ${verb === 'delete' ? 'deleted' : verb === 'freeze' ? 'frozen' : 'active'}`);
       });

@@ -3,7 +3,6 @@
 // staff (masked), and departments. Staff commands open the HSM: national id and mobile are
 // sealed under a data key only the HSM can unwrap.
 import { readFileSync, statSync } from 'node:fs';
-import { loadConfig } from '../config/config.js';
 import { isYiqianError } from '../errors.js';
 import { buildStaffDirectory, openAppliance, type StaffDirectory } from '../main.js';
 import { createDepartmentService } from '../staff/department-service.js';
@@ -11,10 +10,9 @@ import { DEFAULT_IMPORT_LIMITS } from '../staff/csv-import.js';
 import type { ImportReport, StaffView } from '../staff/staff-service.js';
 import { StaffCodes } from '../staff/staff-errors.js';
 import type { StaffFilter } from '../staff/types.js';
-import { openStore, type Store } from '../store/open-store.js';
 import { type Command, type Values, UsageError, dataDir, dataHelp, dataOption, jsonHelp, jsonOption, printTable, requireString } from './command.js';
+import { CLI_ACTOR, withStore } from './data-store.js';
 
-const ACTOR = `cli:${process.env.SUDO_USER ?? process.env.USER ?? 'unknown'}`;
 
 async function withDirectory<T>(values: Values, fn: (dir: StaffDirectory) => Promise<T>): Promise<T> {
   const a = await openAppliance(dataDir(values));
@@ -22,17 +20,6 @@ async function withDirectory<T>(values: Values, fn: (dir: StaffDirectory) => Pro
     return await fn(buildStaffDirectory(a));
   } finally {
     await a.close();
-  }
-}
-
-async function withStore<T>(values: Values, fn: (store: Store) => Promise<T>): Promise<T> {
-  const dir = dataDir(values);
-  loadConfig(dir); // refuses an uninitialised directory with a clear reason
-  const store = await openStore(dir);
-  try {
-    return await fn(store);
-  } finally {
-    await store.close();
   }
 }
 
@@ -78,7 +65,7 @@ const importCmd: Command = {
     }
     return withDirectory(values, async (dir) => {
       try {
-        const report = await dir.staff.importCsv(bytes, { charset: values.charset as string | undefined, actor: ACTOR });
+        const report = await dir.staff.importCsv(bytes, { charset: values.charset as string | undefined, actor: CLI_ACTOR });
         if (values.json) console.log(JSON.stringify(report));
         else printReport(report, true);
         return 0;
@@ -148,7 +135,7 @@ const deptAddCmd: Command = {
     if (values.parent !== undefined) input.parentId = values.parent;
     if (values.code !== undefined) input.code = values.code;
     return withStore(values, async (store) => {
-      const d = await createDepartmentService(store.departments).create(input, ACTOR);
+      const d = await createDepartmentService(store.departments).create(input, CLI_ACTOR);
       if (values.json) console.log(JSON.stringify(d));
       else console.log(`department ${d.hisDeptId} (${d.name}) added`);
     });
