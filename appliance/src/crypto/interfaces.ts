@@ -45,6 +45,11 @@ export interface KeySpec {
   purpose: string;
   /** Default: 'hsm' where the token has the mechanism, else 'wrapped' (SM2 on SoftHSM2). */
   mode?: CustodyMode;
+  /**
+   * What the private key may do; default 'sign'. 'decrypt': RSA decryption (CKA_DECRYPT),
+   * ECDH derivation (CKA_DERIVE) or SM2 decryption — envelopes (issue 4 item 5).
+   */
+  usage?: 'sign' | 'decrypt';
 }
 
 /** One key of the inventory. */
@@ -102,6 +107,23 @@ export interface SecretWrapper {
   wrapSecret(plain: Buffer): Promise<Buffer>;
   /** KEY_UNWRAP_FAILED for anything that is not a secret wrapped by this token's KEK. */
   unwrapSecret(wrapped: Buffer): Promise<Buffer>;
+}
+
+/**
+ * Optional capability of a KeyCustody (step-ca's Decrypter): private-key operations of
+ * keys generated with usage 'decrypt', for opening digital envelopes. The key never leaves
+ * the custody (a wrapped SM2 key is unwrapped in memory only for the operation).
+ */
+export interface Decrypter {
+  /** RSA-OAEP (MGF1 with the same hash, no label) or PKCS#1 v1.5; SM2 decryption of a DER (GM/T 0009) ciphertext. DECRYPTION_FAILED on a bad ciphertext. */
+  decrypt(ref: string, alg: { kind: 'rsa-oaep'; hash: 'sha1' | 'sha256' } | { kind: 'rsa-pkcs1' } | { kind: 'sm2' }, ciphertext: Buffer): Promise<Buffer>;
+  /** ECDH (P-256/P-384): the shared secret Z (x-coordinate) with the peer's uncompressed point (RFC 5753 §3.1 input to the KDF). */
+  deriveEcdh(ref: string, peerPublicPoint: Buffer): Promise<Buffer>;
+}
+
+export function isDecrypter(x: unknown): x is Decrypter {
+  const c = x as Partial<Decrypter> | null;
+  return typeof c === 'object' && c !== null && typeof c.decrypt === 'function' && typeof c.deriveEcdh === 'function';
 }
 
 export function isSecretWrapper(x: unknown): x is SecretWrapper {
