@@ -52,6 +52,8 @@ export interface ParsedSignerInfo {
   signedAttrs: ParsedAttribute[];
   signatureAlgorithm: AlgorithmId;
   signature: Buffer;
+  /** [1] unsignedAttrs, e.g. id-aa-signatureTimeStampToken (CAdES-T). */
+  unsignedAttrs: ParsedAttribute[];
 }
 
 export interface ParsedSignedData {
@@ -117,8 +119,9 @@ function readSignerInfo(t: Tlv): ParsedSignerInfo {
   }
   const signatureAlgorithm = readAlgorithm(items[i++], 'signatureAlgorithm');
   const signature = Buffer.from(expectTag(items[i++], Tag.OCTET_STRING, 'signature').value);
+  let unsignedAttrs: ParsedAttribute[] = [];
   if (items[i]?.tag === TAG_CTX1_CONS) {
-    readAttributes(items[i].value);
+    unsignedAttrs = readAttributes(items[i].value);
     i++;
   }
   if (i !== items.length) throw new DerError('SignerInfo: unexpected elements');
@@ -132,6 +135,7 @@ function readSignerInfo(t: Tlv): ParsedSignerInfo {
     signedAttrs,
     signatureAlgorithm,
     signature,
+    unsignedAttrs,
   };
 }
 
