@@ -6,6 +6,7 @@ import { createServer as createHttpServer, type RequestListener, type Server } f
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { YiqianError, Codes, isYiqianError } from './errors.js';
+import type Router from '@koa/router';
 import { createApiApp } from './http/create-api-app.js';
 import { createPublicApp } from './http/create-public-app.js';
 import type { Readiness } from './http/create-api-app.js';
@@ -225,6 +226,30 @@ export function buildTsa(a: Pick<Appliance, 'store' | 'custody' | 'config' | 'cl
   });
 }
 
+// ---- the /api/v1 routers ---------------------------------------------------------------
+
+/** The services the /api/v1 capability routers are built over (startServer builds them). */
+export interface ApiServices {
+  appliance: Appliance;
+  staffDirectory: StaffDirectory;
+  revocation: Revocation;
+}
+
+/**
+ * The capability routers mounted under /api/v1, in mount order: the one list startServer
+ * serves and test/unit/openapi.test.ts checks docs/openapi.json against (every route documented).
+ */
+export function apiRouters(s: ApiServices): Router<any>[] {
+  const a = s.appliance;
+  return [
+    certRoutes({ certificates: a.pki.certificates }),
+    staffRouter(s.staffDirectory),
+    statsRouter({ certificates: s.staffDirectory.statistics }),
+    revocationApiRouter(s.revocation.service),
+    tsaApiRouter({ tokens: a.store.tsaTokens, clockStatus: () => a.clock.status() }),
+  ];
+}
+
 // ---- serving ---------------------------------------------------------------------------
 
 export interface ServeOptions {
@@ -300,7 +325,8 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
-    routers: [certRoutes({ certificates: a.pki.certificates }), staffRouter(staffDirectory), statsRouter({ certificates: staffDirectory.statistics }), revocationApiRouter(revocation.service), tsaApiRouter({ tokens: a.store.tsaTokens, clockStatus: () => a.clock.status() })],
+    // Capability routers: add yours in apiRouters() (and its service in ApiServices).
+    routers: apiRouters({ appliance: a, staffDirectory, revocation }),
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     devNotice: development ? 'development appliance: SoftHSM2 token and system clock' : 'development appliance: SoftHSM2 token',
   });
