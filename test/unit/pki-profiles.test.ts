@@ -19,7 +19,7 @@ function codeOf(f: () => unknown): string | undefined {
 
 t.test('built-in profiles', async (t) => {
   const p = new Map(defaultProfiles().map((x) => [x.name, x]));
-  t.same([...p.keys()], ['personal', 'organisation', 'seal', 'device', 'tsa', 'ocsp']);
+  t.same([...p.keys()], ['personal', 'organisation', 'seal', 'device', 'tsa', 'ocsp', 'encryption', 'key-agreement']);
   t.same(p.get('tsa')!.extKeyUsage, [KEY_PURPOSES.timeStamping]);
   t.equal(p.get('tsa')!.extKeyUsageCritical, true, 'RFC 3161: critical timeStamping, the only EKU');
   t.same(p.get('ocsp')!.extKeyUsage, [KEY_PURPOSES.OCSPSigning]);

@@ -133,6 +133,24 @@ export function defaultProfiles(): Profile[] {
       extKeyUsage: [KEY_PURPOSES.OCSPSigning],
       ocspNoCheck: true,
     },
+    {
+      // Encryption certificate of a key the appliance holds to open envelopes (issue 4 item 5),
+      // SM2 or RSA: key transport (RFC 5280 §4.2.1.3 keyEncipherment) and SM2 data encryption
+      // (dataEncipherment; GM/T 0015 encryption certificates carry both). Appliance-only: the
+      // key-usage bits suit only the key types signing/held-keys.ts gives this profile.
+      ...base('encryption', '加密证书（托管密钥，SM2/RSA）/ encryption certificate of a held key (SM2, RSA)'),
+      issuance: 'appliance',
+      keyUsage: ['keyEncipherment', 'dataEncipherment'],
+      allowed: STAFF_FIELDS,
+    },
+    {
+      // The same for ECDH keys (P-256/P-384): RFC 5480 §3 allows keyAgreement and forbids
+      // keyEncipherment and dataEncipherment for id-ecPublicKey.
+      ...base('key-agreement', '密钥协商证书（托管密钥，ECDH）/ key-agreement certificate of a held key (ECDH)'),
+      issuance: 'appliance',
+      keyUsage: ['keyAgreement'],
+      allowed: STAFF_FIELDS,
+    },
   ];
 }
 

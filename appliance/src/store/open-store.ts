@@ -23,6 +23,7 @@ import { createCertificateRepository } from './certificate-repository.js';
 import { createCaRepository } from './ca-repository.js';
 import { createDepartmentRepository, createStaffRepository } from './staff-repository.js';
 import { createTsaTokenRepository } from './tsa-token-repository.js';
+import { createHeldKeyRepository, type HeldKeyRepository } from './held-key-repository.js';
 import type { TsaTokenRepository } from '../tsa/types.js';
 import type { CaRepository, CertificateRepository } from '../pki/types.js';
 import type { DepartmentRepository, StaffRepository } from '../staff/types.js';
@@ -35,6 +36,8 @@ export interface Store {
   staff: StaffRepository;
   /** Issued RFC 3161 tokens (tsa-token-repository.ts). */
   tsaTokens: TsaTokenRepository;
+  /** Signing keys held for apps (held-key-repository.ts). */
+  heldKeys: HeldKeyRepository;
   keys: KeyRegistry;
   nonces: NonceRepository;
   audit: AuditLog;
@@ -73,6 +76,8 @@ const DB_NAMES = [
   'departments', 'staff', 'staff-by-department',
   // time-stamp authority (tsa-token-repository.ts)
   'tsa-tokens',
+  // signing keys held for apps (held-key-repository.ts)
+  'held-keys', 'held-keys-by-label', 'held-keys-by-cert',
 ] as const;
 type DbName = (typeof DB_NAMES)[number];
 
@@ -152,6 +157,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       departments: createDepartmentRepository(dbs.departments, auditStorage, writer),
       staff: createStaffRepository({ staff: dbs.staff, byDepartment: dbs['staff-by-department'] }, auditStorage, writer),
       tsaTokens: createTsaTokenRepository(dbs['tsa-tokens'], writer),
+      heldKeys: createHeldKeyRepository({ keys: dbs['held-keys'], byLabel: dbs['held-keys-by-label'], byCert: dbs['held-keys-by-cert'] }, auditStorage, writer),
 
       async check() {
         assertOpen(state);
