@@ -23,6 +23,8 @@ import { createCertificateRepository } from './certificate-repository.js';
 import { createCaRepository } from './ca-repository.js';
 import { createDepartmentRepository, createStaffRepository } from './staff-repository.js';
 import { createTsaTokenRepository } from './tsa-token-repository.js';
+import { createTrustRepository } from './trust-repository.js';
+import type { TrustRepository } from '../signing/trust-store.js';
 import { createHeldKeyRepository, type HeldKeyRepository } from './held-key-repository.js';
 import type { TsaTokenRepository } from '../tsa/types.js';
 import type { CaRepository, CertificateRepository } from '../pki/types.js';
@@ -36,6 +38,8 @@ export interface Store {
   staff: StaffRepository;
   /** Issued RFC 3161 tokens (tsa-token-repository.ts). */
   tsaTokens: TsaTokenRepository;
+  /** Imported CA certificates and their CRLs (trust-repository.ts). */
+  trustCas: TrustRepository;
   /** Signing keys held for apps (held-key-repository.ts). */
   heldKeys: HeldKeyRepository;
   keys: KeyRegistry;
@@ -76,6 +80,8 @@ const DB_NAMES = [
   'departments', 'staff', 'staff-by-department',
   // time-stamp authority (tsa-token-repository.ts)
   'tsa-tokens',
+  // trust store of the signature service (trust-repository.ts)
+  'trust-cas',
   // signing keys held for apps (held-key-repository.ts)
   'held-keys', 'held-keys-by-label', 'held-keys-by-cert',
 ] as const;
@@ -157,6 +163,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       departments: createDepartmentRepository(dbs.departments, auditStorage, writer),
       staff: createStaffRepository({ staff: dbs.staff, byDepartment: dbs['staff-by-department'] }, auditStorage, writer),
       tsaTokens: createTsaTokenRepository(dbs['tsa-tokens'], writer),
+      trustCas: createTrustRepository(dbs['trust-cas'], auditStorage, writer),
       heldKeys: createHeldKeyRepository({ keys: dbs['held-keys'], byLabel: dbs['held-keys-by-label'], byCert: dbs['held-keys-by-cert'] }, auditStorage, writer),
 
       async check() {
