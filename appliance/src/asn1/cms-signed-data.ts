@@ -17,6 +17,9 @@ import { OID } from '../crypto/oids.js';
 
 export type CmsForm = 'gbt35275' | 'rfc5652';
 
+/** id-aa-signatureTimeStampToken (RFC 3161 Appendix A; ETSI EN 319 122-1 §5.3): the CAdES-T unsigned attribute. */
+export const OID_SIGNATURE_TIME_STAMP_TOKEN = '1.2.840.113549.1.9.16.2.14';
+
 export const TAG_SET = 0x31;
 const TAG_CTX0_CONS = 0xa0;
 const TAG_CTX1_CONS = 0xa1;

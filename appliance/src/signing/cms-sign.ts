@@ -8,7 +8,7 @@ import { CMS_FORM_OIDS, attribute, encodeSignedData, setOf, type CmsForm } from 
 import { OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_CERTIFICATE_V2, OID_SIGNING_TIME } from '../asn1/tsp.js';
 import { Tag, children, derNull, expectTag, integer, octets, oid, readWhole, seq, tlv } from '../crypto/der.js';
 import { digest } from '../crypto/hash.js';
-import type { Signer } from '../crypto/interfaces.js';
+import type { KeyAlgorithm, Signer } from '../crypto/interfaces.js';
 import { OID } from '../crypto/oids.js';
 
 export interface SignCmsInput {
@@ -22,6 +22,21 @@ export interface SignCmsInput {
   /** SM2 only; ECDSA and RSA are always RFC 5652. */
   form: CmsForm;
   signingTime?: Date;
+  /** The certificate's IssuerAndSerialNumber and ESSCertIDv2 hash, prepared once (cmsSignerIdentity) so hot paths do not re-parse it. */
+  identity?: CmsSignerIdentity;
+  /**
+   * Called with the signature value once it is made; the attributes it returns (DER Attribute
+   * each) become the SignerInfo's [1] unsignedAttrs — e.g. id-aa-signatureTimeStampToken (CAdES-T, cades-t.ts).
+   */
+  unsignedAttributes?: (signature: Buffer) => Promise<Buffer[]>;
+}
+
+/** What the SignerInfo names of its certificate: sid (RFC 5652 §5.3) and the ESSCertIDv2 certHash (RFC 5035 §5.4). */
+export interface CmsSignerIdentity {
+  issuerDer: Buffer;
+  serialDer: Buffer;
+  /** SM3 of the certificate for SM2 keys, SHA-256 otherwise (the SignerInfo digest algorithm). */
+  certHash: Buffer;
 }
 
 interface Algorithms {
@@ -63,15 +78,20 @@ export function issuerAndSerial(certificate: Buffer): { issuerDer: Buffer; seria
   return { issuerDer, serialDer };
 }
 
+/** Prepares the per-certificate constants of signCms once (the signer's algorithm picks the hash). */
+export function cmsSignerIdentity(algorithm: KeyAlgorithm, certificate: Buffer): CmsSignerIdentity {
+  return { ...issuerAndSerial(certificate), certHash: digest(algorithm === 'sm2' ? 'sm3' : 'sha256', certificate) };
+}
+
 /** Signs `content` into a DER ContentInfo (SignedData). */
 export async function signCms(input: SignCmsInput): Promise<Buffer> {
   const alg = algorithms(input.signer, input.form);
-  const { issuerDer, serialDer } = issuerAndSerial(input.certificate);
+  const { issuerDer, serialDer, certHash } = input.identity ?? cmsSignerIdentity(input.signer.algorithm, input.certificate);
   const dataOid = CMS_FORM_OIDS[alg.form].data;
   const essCertId = seq(
     // hashAlgorithm DEFAULT id-sha256: omitted for SHA-256 (DER), named for SM3.
     ...(alg.hash === 'sha256' ? [] : [alg.digestAlg]),
-    octets(digest(alg.hash, input.certificate)),
+    octets(certHash),
     seq(seq(tlv(0xa4, issuerDer)), serialDer),
   );
   const signedAttrs = setOf([
@@ -82,6 +102,7 @@ export async function signCms(input: SignCmsInput): Promise<Buffer> {
   ]);
   // SM2: the signer applies Z_A with the default ID; ECDSA/RSA: SHA-256 over the attributes.
   const signature = await input.signer.sign(signedAttrs, alg.hash === 'sha256' ? { hash: 'sha256' } : {});
+  const unsigned = input.unsignedAttributes ? await input.unsignedAttributes(signature) : [];
   const signerInfo = seq(
     integer(1),
     seq(issuerDer, serialDer),
@@ -89,6 +110,8 @@ export async function signCms(input: SignCmsInput): Promise<Buffer> {
     Buffer.concat([Buffer.from([0xa0]), signedAttrs.subarray(1)]),
     alg.sigAlg,
     octets(signature),
+    // [1] IMPLICIT SET OF Attribute (RFC 5652 §5.3): DER-sorted like the signed attributes.
+    ...(unsigned.length ? [Buffer.concat([Buffer.from([0xa1]), setOf(unsigned).subarray(1)])] : []),
   );
   return encodeSignedData({
     form: alg.form,

@@ -13,9 +13,11 @@ import { randomBytes } from 'node:crypto';
 import type { ClockGate } from '../../../firmware-bridge/timesource/clock-gate.js';
 import {
   TspRejection,
+  buildTimeStampReq,
   buildTimeStampToken,
   encodeTstInfo,
   parseTimeStampReq,
+  parseTimeStampResp,
   timeStampGranted,
   timeStampRejection,
   tokenSigningIdentity,
@@ -26,7 +28,7 @@ import type { KeyCustody } from '../crypto/interfaces.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { applianceCertificate } from '../pki/hierarchy.js';
 import type { CertificateRecord, CertificateRepository } from '../pki/types.js';
-import type { TsaIdentity, TsaTokenRecord, TsaTokenRepository } from './types.js';
+import type { ImprintHash, TsaIdentity, TsaTokenRecord, TsaTokenRepository } from './types.js';
 
 /** Random octets of a serial: 10 octets, top bit cleared (positive) → 79 random bits (≥ 64, issue 5). */
 const SERIAL_OCTETS = 10;
@@ -65,6 +67,11 @@ export interface TsaRequester {
   address: string;
   app?: string;
 }
+
+/** Outcome of TsaService.stamp: the DER TimeStampToken (ContentInfo), or why there is none. */
+export type TsaStamp =
+  | { ok: true; token: Buffer; genTime: Date; serial: string }
+  | { ok: false; failInfo: FailureInfoName; reason: string };
 
 export interface TsaAnswer {
   der: Buffer;
@@ -205,6 +212,30 @@ export class TsaService {
       const text = [GMT0033[r.failInfo] ? `${GMT0033[r.failInfo]}: ${r.message}` : r.message, ...(notice ? [notice] : [])];
       return { der: timeStampRejection(r.failInfo, text), granted: false, failInfo: r.failInfo, reason: r.message };
     }
+  }
+
+  /**
+   * In-process stamping (CAdES-T signature time-stamps, signing/cades-t.ts): builds the
+   * TimeStampReq here (certReq TRUE, so the token carries the TSA certificate), answers it through
+   * respond() — same clock gate, policy, checks and durable token record as over HTTP — and
+   * returns the token, or the failInfo and reason of the refusal. Never throws.
+   */
+  async stamp(hash: ImprintHash, hashedMessage: Buffer, identity: TsaIdentity, requester: TsaRequester): Promise<TsaStamp> {
+    let req: Buffer;
+    try {
+      req = buildTimeStampReq({ hash, hashedMessage, certReq: true });
+    } catch (e) {
+      return { ok: false, failInfo: 'badDataFormat', reason: (e as Error).message };
+    }
+    const a = await this.respond(req, identity, requester);
+    if (!a.granted) return { ok: false, failInfo: a.failInfo ?? 'systemFailure', reason: a.reason ?? 'time-stamp refused' };
+    try {
+      const r = parseTimeStampResp(a.der);
+      if (r.token && r.tstInfo) return { ok: true, token: r.token, genTime: r.tstInfo.genTime, serial: r.tstInfo.serial };
+    } catch (e) {
+      this.log.error({ err: e }, 'in-process time-stamp reply unreadable');
+    }
+    return { ok: false, failInfo: 'systemFailure', reason: 'granted reply without a readable token' };
   }
 
   private newSerial(): Buffer {
