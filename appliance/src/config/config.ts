@@ -73,6 +73,28 @@ export interface Config {
   pki: PkiConfig;
   /** The RFC 3161 time-stamp authority (docs/tsa.md); absent → defaultTsaConfig(). */
   tsa: TsaConfig;
+  /** The GB/T 38629 HTTP binding (docs/gbt38629.md); absent → defaultSvsConfig(). */
+  svs: SvsConfig;
+}
+
+/** The GB/T 38629 signature-server HTTP binding, POST /svs/<reqType> on the HTTPS listener (docs/gbt38629.md). */
+export interface SvsConfig {
+  /** Serve /svs/ at all (default true). */
+  enabled: boolean;
+  /**
+   * The registered app (yiqian app create) on whose behalf binding calls act: its grants decide
+   * which held keys keyIndex may name. Absent → exportCert/signData/signMessage answer
+   * SYSTEM_FAILURE; parseCert and the verify requests still work.
+   */
+  appId?: string;
+  /** CIDRs allowed to call /svs/; empty → everyone. */
+  allow: string[];
+  /** Largest request body accepted (bytes; Base64 makes data ~4/3 larger). */
+  maxRequestBytes: number;
+}
+
+export function defaultSvsConfig(): SvsConfig {
+  return { enabled: true, allow: [], maxRequestBytes: 4 * 1024 * 1024 };
 }
 
 /** One time-stamp policy the TSA may issue under (RFC 3161 §2.4.2 policy / reqPolicy). */
@@ -134,6 +156,7 @@ export function defaultConfig(): Config {
     timesource: { kind: 'system-trusted' },
     pki: defaultPkiConfig(),
     tsa: defaultTsaConfig(),
+    svs: defaultSvsConfig(),
   };
 }
 
@@ -207,6 +230,7 @@ export function validateConfig(raw: unknown): Config {
     if (ts.config) c.timesource = ts.config;
   }
   problems.push(...validateTsaConfig(c));
+  problems.push(...validateSvsConfig(c));
   // Data dirs initialised before the CA existed have no pki section: the defaults apply.
   if (c.pki === undefined) c.pki = defaultPkiConfig();
   if (typeof c.pki !== 'object' || c.pki === null || Array.isArray(c.pki)) {
@@ -251,6 +275,23 @@ function validateTsaConfig(c: Record<string, any>): string[] {
   }
   if (!Array.isArray(t.allow) || !t.allow.every((x: unknown) => typeof x === 'string' && parseCidr(x) !== undefined)) problems.push('tsa.allow must be an array of CIDRs (e.g. 10.0.0.0/8, ::1/128)');
   if (!(Number.isInteger(t.maxRequestBytes) && t.maxRequestBytes >= 256 && t.maxRequestBytes <= 1024 * 1024)) problems.push('tsa.maxRequestBytes must be an integer in 256..1048576');
+  return problems;
+}
+
+/** Checks (and defaults) the svs section; returns its problems. */
+function validateSvsConfig(c: Record<string, any>): string[] {
+  if (c.svs === undefined) c.svs = defaultSvsConfig();
+  const v = c.svs as Record<string, any>;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return ['svs must be an object'];
+  const d = defaultSvsConfig();
+  for (const k of ['enabled', 'allow', 'maxRequestBytes'] as const) if (v[k] === undefined) v[k] = d[k];
+  const problems: string[] = [];
+  for (const k of Object.keys(v)) if (!['enabled', 'appId', 'allow', 'maxRequestBytes'].includes(k)) problems.push(`svs.${k} is not a setting`);
+  if (typeof v.enabled !== 'boolean') problems.push('svs.enabled must be true or false');
+  // App ids are ULIDs (identity/app-service.ts).
+  if (v.appId !== undefined && (typeof v.appId !== 'string' || !/^[0-9A-HJKMNP-TV-Z]{26}$/.test(v.appId))) problems.push('svs.appId must be an app id (26-character ULID, see yiqian app list)');
+  if (!Array.isArray(v.allow) || !v.allow.every((x: unknown) => typeof x === 'string' && parseCidr(x) !== undefined)) problems.push('svs.allow must be an array of CIDRs (e.g. 10.0.0.0/8, ::1/128)');
+  if (!(Number.isInteger(v.maxRequestBytes) && v.maxRequestBytes >= 1024 && v.maxRequestBytes <= 64 * 1024 * 1024)) problems.push('svs.maxRequestBytes must be an integer in 1024..67108864');
   return problems;
 }
 
