@@ -23,6 +23,7 @@ import { monotonicFactory } from 'ulid';
 import type {
   CustodyHealth,
   CustodyMode,
+  Decrypter,
   KeyAlgorithm,
   KeyCustody,
   KeyInfo,
@@ -42,6 +43,20 @@ import { formatPkcs11Uri, parsePkcs11Uri, pkcs11UriMatches } from './pkcs11-uri.
 import { EC_CURVES, RSA_BITS, ecPointFromAttribute, ecSpki, rsaSpki } from './public-key-info.js';
 import { ecdsaSignStep, rsaSignStep, type HsmSignStep } from './sign-mechanisms.js';
 import { WRAP_MECHANISMS, createKek, findKek, unwrapScalar, wrapScalar, type WrapMechanismName } from './key-wrap.js';
+import {
+  DECRYPT_MECHANISMS,
+  EC_DECRYPT_PRIVATE,
+  EC_DECRYPT_PUBLIC,
+  RSA_DECRYPT_PRIVATE,
+  RSA_DECRYPT_PUBLIC,
+  decryptCalls,
+  decryptionFailed,
+  ecdhDerive,
+  rsaDecryptStep,
+  usageMismatch,
+  usageOfMechanism,
+  type RsaDecryptAlg,
+} from './decrypt.js';
 import { SM2_DEFAULT_ID, checkSm2Profile, profileMechanismText, sm2ProfileSignStep, type VendorSm2Profile } from './vendor-sm2-profile.js';
 
 export type { VendorSm2Profile } from './vendor-sm2-profile.js';
@@ -65,6 +80,11 @@ export interface SoftwareSm2 {
    * absent. Required only with a VendorSm2Profile whose signInput is 'digest-e'.
    */
   digest?(publicKey: Buffer, message: Buffer, id?: Buffer): Buffer | Promise<Buffer>;
+  /**
+   * SM2 decryption (GB/T 32918.4 §7) of a DER (GM/T 0009) ciphertext with scalar d; any failure
+   * DECRYPTION_FAILED. Required only to open envelopes with wrapped SM2 'decrypt' keys.
+   */
+  decrypt?(d: Buffer, ciphertext: Buffer): Promise<Buffer>;
 }
 
 export interface Pkcs11Options {
@@ -97,7 +117,7 @@ export interface InventoryProblem {
   detail: string;
 }
 
-export interface Pkcs11Custody extends KeyCustody, SecretWrapper {
+export interface Pkcs11Custody extends KeyCustody, SecretWrapper, Decrypter {
   readonly tokenLabel: string;
   /** Registry records whose key material is not where the record says (never throws for missing keys). */
   checkInventory(): Promise<InventoryProblem[]>;
@@ -167,7 +187,8 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
 
   async generate(spec: KeySpec): Promise<KeyInfo> {
     this.checkSpec(spec);
-    const mode: CustodyMode = spec.mode ?? (spec.algorithm === 'sm2' && !this.profile ? 'wrapped' : 'hsm');
+    // Vendor SM2 profiles name sign mechanisms only: SM2 decryption keys are wrapped by default.
+    const mode: CustodyMode = spec.mode ?? (spec.algorithm === 'sm2' && (!this.profile || spec.usage === 'decrypt') ? 'wrapped' : 'hsm');
     if (mode === 'wrapped' && spec.algorithm !== 'sm2') {
       throw new YiqianError(Codes.UNSUPPORTED_ALGORITHM, 400, {
         zh: `${spec.algorithm} 密钥在密码设备内生成和使用（hsm 模式），不支持封装模式`,
@@ -179,6 +200,9 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
         `token "${this.tokenLabel}" has no SM2 profile configured: SM2 keys can only be wrapped`,
         `令牌 "${this.tokenLabel}" 未配置 SM2 厂商机制：SM2 密钥只能使用封装模式`,
       );
+    }
+    if (mode === 'hsm' && spec.algorithm === 'sm2' && spec.usage === 'decrypt') {
+      throw mechanismUnsupported(`the SM2 profile "${this.profile?.name ?? ''}" has no decryption mechanism: SM2 decryption keys are wrapped`, 'SM2 厂商配置没有解密机制：SM2 解密密钥只能使用封装模式');
     }
     if (spec.label === this.kekLabel) throw keyExists(spec.label, 'it is the label of the key-encryption key');
     if (this.generating.has(spec.label)) throw keyExists(spec.label, 'being generated right now');
@@ -210,6 +234,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     }
     if (typeof spec.purpose !== 'string' || spec.purpose.trim() === '') throw badRequest('purpose is required (key inventory)', '必须说明密钥用途（密钥清单）');
     if (spec.mode !== undefined && spec.mode !== 'hsm' && spec.mode !== 'wrapped') throw badRequest(`unknown custody mode ${String(spec.mode)}`, `未知的密钥保管模式 ${String(spec.mode)}`);
+    if (spec.usage !== undefined && spec.usage !== 'sign' && spec.usage !== 'decrypt') throw badRequest(`unknown key usage ${String(spec.usage)}`, `未知的密钥用途 ${String(spec.usage)}`);
   }
 
   private keyUri(label: string, id?: Buffer): string {
@@ -236,6 +261,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       { type: ck.CKA_SIGN, value: true },
     ];
     const publicTemplate: Template = [...common(PUBLIC), { type: ck.CKA_PRIVATE, value: false }, { type: ck.CKA_VERIFY, value: true }];
+    const decrypt = spec.usage === 'decrypt';
     let mechanism: number;
     let mechanismText: string;
     let readSpki: (p11: Pkcs11Module, s: Buffer, pub: Buffer) => Buffer;
@@ -247,6 +273,11 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       publicTemplate.push({ type: ck.CKA_KEY_TYPE, value: ck.CKK_EC }, { type: ck.CKA_EC_PARAMS, value: curve.params });
       privateTemplate.push({ type: ck.CKA_KEY_TYPE, value: ck.CKK_EC });
       readSpki = (p11, s, pub) => ecSpki(curve, ecPointFromAttribute(mustRead(p11, s, pub, ck.CKA_EC_POINT, 'CKA_EC_POINT'), curve.size));
+      if (decrypt) {
+        mechanismText = DECRYPT_MECHANISMS.ec;
+        withUsage(privateTemplate, EC_DECRYPT_PRIVATE);
+        withUsage(publicTemplate, EC_DECRYPT_PUBLIC);
+      }
     } else if (bits) {
       mechanism = ck.CKM_RSA_PKCS_KEY_PAIR_GEN;
       mechanismText = 'CKM_RSA_PKCS / CKM_RSA_PKCS_PSS';
@@ -258,6 +289,11 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       );
       privateTemplate.push({ type: ck.CKA_KEY_TYPE, value: ck.CKK_RSA }, { type: ck.CKA_DECRYPT, value: false });
       readSpki = (p11, s, pub) => rsaSpki(mustRead(p11, s, pub, ck.CKA_MODULUS, 'CKA_MODULUS'), mustRead(p11, s, pub, ck.CKA_PUBLIC_EXPONENT, 'CKA_PUBLIC_EXPONENT'));
+      if (decrypt) {
+        mechanismText = DECRYPT_MECHANISMS.rsa;
+        withUsage(privateTemplate, RSA_DECRYPT_PRIVATE);
+        withUsage(publicTemplate, RSA_DECRYPT_PUBLIC);
+      }
     } else {
       const p = this.profile as Required<VendorSm2Profile>;
       mechanism = p.keyGenMechanism;
@@ -351,7 +387,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       mode: 'wrapped',
       token: this.tokenLabel,
       kekUri: this.kekUri(),
-      mechanism: `in-process SM2 under ${this.wrapName}`,
+      mechanism: spec.usage === 'decrypt' ? DECRYPT_MECHANISMS.sm2Wrapped(this.wrapName) : `in-process SM2 under ${this.wrapName}`,
       createdAt: new Date().toISOString(),
       purpose: spec.purpose,
       publicKeyInfo: spki.toString('base64'),
@@ -426,6 +462,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
 
   async signer(ref: string): Promise<Signer> {
     const record = await this.resolve(ref);
+    if (usageOfMechanism(record.mechanism) !== 'sign') throw usageMismatch(record.label, 'decrypt', 'sign');
     let p = this.signers.get(record.id);
     if (!p) {
       p = record.mode === 'wrapped' ? this.unwrapSigner(record) : this.tokenSigner(record);
@@ -514,25 +551,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
   }
 
   private async unwrapSigner(record: KeyRecord): Promise<Signer> {
-    if (!record.wrappedKey || !record.kekUri) throw unwrapFailed(record.label, 'the record has no wrapped key or KEK URI');
-    const kekLabel = parsePkcs11Uri(record.kekUri).object;
-    const mechName = (Object.keys(WRAP_MECHANISMS) as WrapMechanismName[]).find((n) => record.mechanism.endsWith(`under ${n}`));
-    if (!kekLabel || !mechName) throw unwrapFailed(record.label, `cannot tell the KEK or wrap mechanism from the record (${record.mechanism})`);
-    if (parsePkcs11Uri(record.kekUri).token !== this.tokenLabel) throw unwrapFailed(record.label, `its KEK is on another token (${record.kekUri})`);
-    const wrapped = Buffer.from(record.wrappedKey, 'base64');
-    const d = await this.pool.run('unwrap', async (p11, s) => {
-      const kek = findKek(p11, s.handle, kekLabel);
-      if (!kek) {
-        this.pool.probeToken();
-        throw unwrapFailed(record.label, `the key-encryption key "${kekLabel}" is not on token "${this.tokenLabel}"`);
-      }
-      try {
-        return await unwrapScalar(p11, s.handle, kek, WRAP_MECHANISMS[mechName], wrapped);
-      } catch (e) {
-        if (recoveryFor(e) !== 'none') throw e;
-        throw unwrapFailed(record.label, `C_UnwrapKey failed (${e instanceof Error ? e.message : String(e)})`, e);
-      }
-    });
+    const d = await this.unwrapRecordScalar(record);
     try {
       if (d.length !== 32) throw unwrapFailed(record.label, `unwrapped ${d.length} bytes, expected a 32-byte scalar`);
       let signer: Signer;
@@ -549,6 +568,99 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     } finally {
       d.fill(0);
     }
+  }
+
+  /** The 32-byte scalar of a wrapped record, in memory; the caller zero-fills it. */
+  private async unwrapRecordScalar(record: KeyRecord): Promise<Buffer> {
+    if (!record.wrappedKey || !record.kekUri) throw unwrapFailed(record.label, 'the record has no wrapped key or KEK URI');
+    const kekLabel = parsePkcs11Uri(record.kekUri).object;
+    const mechName = (Object.keys(WRAP_MECHANISMS) as WrapMechanismName[]).find((n) => record.mechanism.endsWith(`under ${n}`));
+    if (!kekLabel || !mechName) throw unwrapFailed(record.label, `cannot tell the KEK or wrap mechanism from the record (${record.mechanism})`);
+    if (parsePkcs11Uri(record.kekUri).token !== this.tokenLabel) throw unwrapFailed(record.label, `its KEK is on another token (${record.kekUri})`);
+    const wrapped = Buffer.from(record.wrappedKey, 'base64');
+    return this.pool.run('unwrap', async (p11, s) => {
+      const kek = findKek(p11, s.handle, kekLabel);
+      if (!kek) {
+        this.pool.probeToken();
+        throw unwrapFailed(record.label, `the key-encryption key "${kekLabel}" is not on token "${this.tokenLabel}"`);
+      }
+      try {
+        return await unwrapScalar(p11, s.handle, kek, WRAP_MECHANISMS[mechName], wrapped);
+      } catch (e) {
+        if (recoveryFor(e) !== 'none') throw e;
+        throw unwrapFailed(record.label, `C_UnwrapKey failed (${e instanceof Error ? e.message : String(e)})`, e);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- decrypt (Decrypter)
+
+  async decrypt(ref: string, alg: RsaDecryptAlg | { kind: 'sm2' }, ciphertext: Buffer): Promise<Buffer> {
+    const record = await this.resolve(ref);
+    if (usageOfMechanism(record.mechanism) !== 'decrypt') throw usageMismatch(record.label, 'sign', 'decrypt');
+    if (!Buffer.isBuffer(ciphertext) || ciphertext.length === 0) throw decryptionFailed('empty ciphertext');
+    const bits = RSA_BITS[record.algorithm];
+    if (alg?.kind === 'sm2') {
+      if (record.algorithm !== 'sm2') throw unsuitable(record, 'SM2 decryption');
+      const sm2Decrypt = this.opts.softwareSm2.decrypt?.bind(this.opts.softwareSm2);
+      if (!sm2Decrypt) throw mechanismUnsupported('softwareSm2.decrypt is not provided', '缺少 softwareSm2.decrypt');
+      // GM/T 0009 decryption in process: the scalar is unwrapped for this one operation (ARCHITECTURE.md §3 wrapped mode).
+      const d = await this.unwrapRecordScalar(record);
+      try {
+        if (d.length !== 32) throw unwrapFailed(record.label, `unwrapped ${d.length} bytes, expected a 32-byte scalar`);
+        return await sm2Decrypt(d, ciphertext);
+      } finally {
+        d.fill(0);
+      }
+    }
+    if (!bits) throw unsuitable(record, String(alg?.kind));
+    const step = rsaDecryptStep(bits, alg, ciphertext);
+    const out = await this.pool.run('decrypt', async (p11, s) => {
+      const calls = decryptCalls(p11);
+      let handle = this.privateHandle(p11, s, record);
+      try {
+        calls.C_DecryptInit(s.handle, step.mechanism, handle);
+      } catch (e) {
+        if (!isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
+        this.handles.delete(record.label);
+        handle = this.privateHandle(p11, s, record);
+        calls.C_DecryptInit(s.handle, step.mechanism, handle);
+      }
+      try {
+        return await calls.C_DecryptAsync(s.handle, ciphertext, Buffer.alloc(bits / 8));
+      } catch (e) {
+        // A ciphertext the token rejects is the client's problem, not the HSM's.
+        if (isCkr(e, ck.CKR_ENCRYPTED_DATA_INVALID, ck.CKR_ENCRYPTED_DATA_LEN_RANGE, ck.CKR_DATA_INVALID, ck.CKR_DATA_LEN_RANGE, ck.CKR_GENERAL_ERROR)) throw decryptionFailed('the token rejected the ciphertext', e);
+        throw e;
+      }
+    });
+    try {
+      return step.finish(out);
+    } finally {
+      out.fill(0);
+    }
+  }
+
+  async deriveEcdh(ref: string, peerPublicPoint: Buffer): Promise<Buffer> {
+    const record = await this.resolve(ref);
+    if (usageOfMechanism(record.mechanism) !== 'decrypt') throw usageMismatch(record.label, 'sign', 'decrypt');
+    const curve = EC_CURVES[record.algorithm];
+    if (!curve) throw unsuitable(record, 'ECDH');
+    // RFC 5753 §7.1.1: the originator key is an uncompressed point of the recipient's curve.
+    if (!Buffer.isBuffer(peerPublicPoint) || peerPublicPoint.length !== 1 + 2 * curve.size || peerPublicPoint[0] !== 0x04) {
+      throw decryptionFailed(`the peer key is not an uncompressed ${record.algorithm} point`);
+    }
+    return this.pool.run('derive', async (p11, s) => {
+      const handle = this.privateHandle(p11, s, record);
+      try {
+        return await ecdhDerive(p11, s.handle, handle, peerPublicPoint, curve.size);
+      } catch (e) {
+        if (isCkr(e, ck.CKR_MECHANISM_PARAM_INVALID, ck.CKR_ARGUMENTS_BAD, ck.CKR_DOMAIN_PARAMS_INVALID, ck.CKR_GENERAL_ERROR, ck.CKR_FUNCTION_FAILED)) {
+          throw decryptionFailed('the token refused the peer key (not on the curve?)', e);
+        }
+        throw e;
+      }
+    });
   }
 
   // ---------------------------------------------------------------- inventory
@@ -654,6 +766,19 @@ function mustRead(p11: Pkcs11Module, s: Buffer, obj: Buffer, type: number, name:
   const v = readAttribute(p11, s, obj, type);
   if (!v) throw new YiqianError(Codes.HSM_ERROR, 500, { zh: `令牌未返回 ${name}`, en: `the token returned no ${name}` });
   return v;
+}
+
+/** Adds or overrides attributes of a template (the usage-specific ones of decrypt.ts). */
+function withUsage(template: Template, extra: Template): void {
+  for (const a of extra) {
+    const i = template.findIndex((t) => t.type === a.type);
+    if (i >= 0) template[i] = a;
+    else template.push(a);
+  }
+}
+
+function unsuitable(record: KeyRecord, what: string): YiqianError {
+  return new YiqianError(Codes.UNSUPPORTED_ALGORITHM, 400, { zh: `密钥 "${record.label}"（${record.algorithm}）不支持该解密算法`, en: `key "${record.label}" (${record.algorithm}) cannot do ${what}` }, { label: record.label, algorithm: record.algorithm });
 }
 
 function destroyQuietly(p11: Pkcs11Module, s: Buffer, objs: Buffer[]): void {
