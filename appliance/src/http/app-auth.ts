@@ -49,6 +49,9 @@ const AUTH_CODES = new Set<string>([
 
 export const WWW_AUTHENTICATE = YQ1_SCHEMES.join(', ');
 
+/** Paths under /api/ that are public documentation, answered without a signature (openapi-route.ts). */
+export const PUBLIC_API_PATHS: ReadonlySet<string> = new Set(['/api/openapi.json']);
+
 /** /api and everything under it, in any letter case (the router matches paths case-insensitively). */
 export function isApiPath(path: string): boolean {
   const p = path.toLowerCase();
@@ -115,7 +118,7 @@ export function appAuth(opts: AppAuthOptions): Middleware<HttpState> {
   }
 
   return async (ctx, next) => {
-    if (!isApiPath(ctx.path)) return next();
+    if (!isApiPath(ctx.path) || PUBLIC_API_PATHS.has(ctx.path)) return next();
     try {
       await authenticate(ctx);
     } catch (e) {

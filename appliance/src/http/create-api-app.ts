@@ -2,7 +2,7 @@
 //
 // Middleware, outermost first (one concern each):
 //   request-id → dev-notice → metrics → problem+json → timeout → overload → body reader
-//   → app auth (/api/ only) → JSON parsing → routes → 404/405 fallback
+//   → app auth (/api/ only, not /api/openapi.json) → JSON parsing → routes → 404/405 fallback
 // Metrics sit outside the error handler so they count the status actually sent; the timeout
 // sits outside the overload gate so a timed-out request keeps its slot until its handler
 // really finishes (the gate measures work, not open responses).
@@ -17,6 +17,7 @@ import { httpMetrics } from './http-metrics.js';
 import { parseJsonBody } from './json-body.js';
 import { overload } from './overload.js';
 import { problems } from './problem.js';
+import { openApiRouter } from './openapi-route.js';
 import { requestId } from './request-id.js';
 import { routeFallback } from './route-fallback.js';
 import type { HttpState } from './state.js';
@@ -98,6 +99,7 @@ export function createApiApp(deps: ApiDeps): Koa<HttpState> {
 
   const system = systemRouter({ readiness: deps.readiness, registry: m.registry, notice: deps.devNotice });
   app.use(system.routes());
+  app.use(openApiRouter().routes());
   app.use(api.routes());
   app.use(routeFallback());
   return app;
