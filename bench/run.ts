@@ -6,9 +6,10 @@ import { benchHttp } from './http-whoami.js';
 import { benchOcsp } from './pki-ocsp.js';
 import { benchPkiIssue } from './pki-issue.js';
 import { benchTsa } from './tsa.js';
+import { benchSigning } from './signing.js';
 
 const rows: BenchRow[] = [];
-for (const [name, run] of [['SM2 engine', benchSm2], ['HSM', benchHsm], ['HTTPS API', benchHttp], ['certificate issuance', benchPkiIssue], ['OCSP responder', benchOcsp], ['time-stamp authority', benchTsa]] as const) {
+for (const [name, run] of [['SM2 engine', benchSm2], ['HSM', benchHsm], ['HTTPS API', benchHttp], ['certificate issuance', benchPkiIssue], ['OCSP responder', benchOcsp], ['time-stamp authority', benchTsa], ['signature service', benchSigning]] as const) {
   process.stderr.write(`measuring ${name} …\n`);
   rows.push(...(await run()));
 }

@@ -31,6 +31,12 @@ import { createAuthorities, type Authorities } from './pki/authorities.js';
 import { createCertificateService, type CertificateService } from './pki/certificate-service.js';
 import { resolveProfiles, type ProfileSet } from './pki/profiles.js';
 import { certRoutes } from './http/cert-routes.js';
+import { trustRouter } from './http/trust-routes.js';
+import { createTrustStore, type TrustStoreService } from './signing/trust-store.js';
+import { createRevocationChecker } from './signing/revocation-check.js';
+import { createOcspClient } from './signing/ocsp-client.js';
+import { createCrlFetcher, type CrlFetcher } from './signing/crl-fetch.js';
+import type { RevocationChecker } from './signing/types.js';
 import { pkiPublicRouter } from './http/pki-public-routes.js';
 import { createRevocationPublicApp, isRevocationPublicPath, revocationApiRouter } from './http/revocation-routes.js';
 import { CrlPublisher } from './pki/crl-publisher.js';
@@ -226,6 +232,32 @@ export function buildTsa(a: Pick<Appliance, 'store' | 'custody' | 'config' | 'cl
   });
 }
 
+// ---- trust store and revocation checking (issue 4, items 3–4) ---------------------------
+
+export interface Trust {
+  store: TrustStoreService;
+  checker: RevocationChecker;
+  /** Downloads imported CAs' CRLs (timer started by startServer). */
+  fetcher: CrlFetcher;
+}
+
+const trustOf = new WeakMap<object, Trust>();
+
+/** Trust store, CRL downloads and the revocation checker; one instance per appliance (memoised: the verify service shares it). */
+export function buildTrust(a: Pick<Appliance, 'store'>): Trust {
+  let trust = trustOf.get(a);
+  if (!trust) {
+    const store = createTrustStore({ trust: a.store.trustCas, cas: a.store.cas });
+    trust = {
+      store,
+      checker: createRevocationChecker({ trust: store, certs: a.store.certs, ocsp: createOcspClient() }),
+      fetcher: createCrlFetcher({ trust: store }),
+    };
+    trustOf.set(a, trust);
+  }
+  return trust;
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -247,6 +279,7 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     statsRouter({ certificates: s.staffDirectory.statistics }),
     revocationApiRouter(s.revocation.service),
     tsaApiRouter({ tokens: a.store.tsaTokens, clockStatus: () => a.clock.status() }),
+    trustRouter({ trust: buildTrust(a).store, fetcher: buildTrust(a).fetcher }),
   ];
 }
 
@@ -374,6 +407,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     throw e;
   }
   revocation.crls.start();
+  buildTrust(a).fetcher.start();
   const nonceSweep = setInterval(() => void a.store.nonces.purgeExpired(Date.now()).catch((e: Error) => log.warn({ err: e.message }, 'nonce purge failed')), 60_000);
   nonceSweep.unref();
   let stopping: Promise<void> | undefined;
@@ -391,6 +425,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
         await closed;
         clearTimeout(force);
         await revocation.crls.stop();
+        await buildTrust(a).fetcher.stop();
         await a.store.audit.append({ actor: 'system', action: 'appliance.stop', outcome: 'ok' }).catch(() => undefined);
         await a.close();
       })();

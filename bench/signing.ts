@@ -1,0 +1,135 @@
+// Signature/verification service over HTTPS at 32 keep-alive connections against a served
+// appliance (`yiqian serve` in its own process, its own SoftHSM2 token), issue 4:
+//   raw SM2 sign, SM2 CMS sign, SM2 CMS verify at level 2 (chain + revocation), raw ECDSA sign
+//   through the HSM, and a batch of 100 raw SM2 signs — each as a ratio to the raw rate of the
+//   same operation in this process (SM2 engine on both cores / HSM C_Sign), measured in the same run.
+// The calling app authenticates with YQ1-ECDSA-SHA256 (an SM2-authenticated app would spend one
+// SM2 verify per request on the server, on the same two cores as the signing being measured).
+// Alone, after `make build`: `node dist/bench/signing.js`.
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { createSoftwareSigner } from '../appliance/src/crypto/software-signer.js';
+import { createSm2Signer, generateSm2KeyPair, sm2Verify } from '../appliance/src/crypto/sm2.js';
+import { signRequest } from '../appliance/src/http/yq1-scheme.js';
+import { openAppliance } from '../appliance/src/main.js';
+import type { Signer } from '../appliance/src/crypto/interfaces.js';
+import { cli, serve, tempDataDir } from '../test/helpers/appliance.js';
+import { measure, printTable, type BenchRow } from './table.js';
+
+const CONNECTIONS = 32;
+const SECONDS = 4;
+const BATCH = 100;
+
+function must(r: { code: number; stdout: string; stderr: string }, what: string): string {
+  if (r.code !== 0) throw new Error(`bench setup: ${what} failed: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+interface Client {
+  post(path: string, body: unknown): Promise<{ status: number; json: any }>;
+  close(): void;
+}
+
+function client(base: string, appId: string, signer: Signer): Client {
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS, rejectUnauthorized: false });
+  return {
+    async post(path, body) {
+      const bytes = Buffer.from(JSON.stringify(body));
+      const auth = await signRequest(signer, appId, 'POST', path, bytes);
+      return new Promise((resolve, reject) => {
+        const req = request(new URL(path, base), { method: 'POST', agent, headers: { Authorization: auth, 'Content-Type': 'application/json', 'Content-Length': String(bytes.length) } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : undefined });
+          });
+          res.on('error', reject);
+        });
+        req.on('error', reject);
+        req.end(bytes);
+      });
+    },
+    close: () => agent.destroy(),
+  };
+}
+
+/** Requests per second at CONNECTIONS in flight; every answer must be 200 and pass `check`. */
+async function rate(c: Client, path: string, body: () => unknown, check: (json: any) => boolean = () => true): Promise<number> {
+  let bad = 0;
+  const r = await measure(async () => {
+    const { status, json } = await c.post(path, body());
+    if (status !== 200 || !check(json)) bad++;
+  }, SECONDS, CONNECTIONS);
+  if (bad) throw new Error(`${path}: ${bad} answers were not 200 or failed their check`);
+  return r;
+}
+
+export async function benchSigning(): Promise<BenchRow[]> {
+  const data = tempDataDir();
+  const root = dirname(data);
+  const rows: BenchRow[] = [];
+  try {
+    must(cli(['init', '--data', data]), 'init');
+    const keyFile = join(root, 'bench-app.key');
+    const appId = must(cli(['app', 'create', '--data', data, '--name', 'bench-signing', '--alg', 'ecdsa-p256', '--key-out', keyFile]), 'app create');
+    const sm2Key = JSON.parse(must(cli(['signing-key', 'create', '--data', data, '--label', 'bench-sm2', '--kind', 'organisation', '--cn', '医签压测 SM2', '--grant', appId, '--json']), 'sm2 key'));
+    const ecKey = JSON.parse(must(cli(['signing-key', 'create', '--data', data, '--label', 'bench-ecdsa', '--kind', 'organisation', '--cn', 'yiqian bench ECDSA', '--alg', 'ecdsa-p256', '--grant', appId, '--json']), 'ecdsa key'));
+
+    // Baselines, in this process before the server starts: the SM2 engine on both cores (a fresh
+    // key, 32 in flight on the libuv pool) and C_Sign by the held ECDSA key through the custody.
+    const msg = randomBytes(64);
+    const { privateKey, publicKey } = generateSm2KeyPair();
+    const engine = createSm2Signer(privateKey);
+    const engineSign = await measure(() => engine.sign(msg), SECONDS, CONNECTIONS);
+    const sig = await engine.sign(msg);
+    const engineVerify = await measure(() => sm2Verify(publicKey, msg, sig), SECONDS, CONNECTIONS);
+    let hsmSign: number;
+    const a = await openAppliance(data);
+    try {
+      const hsm = await a.custody.signer(ecKey.keyUri);
+      const digest = randomBytes(32);
+      hsmSign = await measure(() => hsm.sign(digest, { prehashed: true, hash: 'sha256' }), SECONDS, CONNECTIONS);
+    } finally {
+      await a.close();
+    }
+
+    const server = await serve(data, { YIQIAN_LOG_LEVEL: 'error' });
+    const c = client(server.httpsUrl, appId, createSoftwareSigner(readFileSync(keyFile, 'utf8')));
+    try {
+      const content = randomBytes(256).toString('base64');
+      const data64 = msg.toString('base64');
+      const cms = await c.post('/api/v1/sign/cms', { key: 'bench-sm2', content });
+      if (cms.status !== 200) throw new Error(`bench setup: sign/cms answered ${cms.status} ${JSON.stringify(cms.json)}`);
+      const verified = await c.post('/api/v1/verify/cms', { cms: cms.json.cms, level: 2 });
+      if (verified.status !== 200 || verified.json.valid !== true) throw new Error(`bench setup: verify/cms: ${JSON.stringify(verified.json)}`);
+
+      const engineRow = `SM2 engine sign in process, both cores, ${CONNECTIONS} in flight`;
+      rows.push({ name: `HTTPS POST /sign/raw SM2, ${CONNECTIONS} conns`, opsPerSec: await rate(c, '/api/v1/sign/raw', () => ({ key: 'bench-sm2', data: data64 })), baseline: engineRow, baselineOpsPerSec: engineSign });
+      rows.push({ name: `HTTPS POST /sign/cms SM2 attached, ${CONNECTIONS} conns`, opsPerSec: await rate(c, '/api/v1/sign/cms', () => ({ key: 'bench-sm2', content })), baseline: engineRow, baselineOpsPerSec: engineSign });
+      rows.push({
+        name: `HTTPS POST /verify/cms SM2 level 2 (chain + revocation), ${CONNECTIONS} conns`,
+        opsPerSec: await rate(c, '/api/v1/verify/cms', () => ({ cms: cms.json.cms, level: 2 }), (j) => j.valid === true),
+        baseline: `SM2 engine verify in process, both cores, ${CONNECTIONS} in flight`,
+        baselineOpsPerSec: engineVerify,
+      });
+      rows.push({ name: `HTTPS POST /sign/raw ECDSA P-256 (SoftHSM2), ${CONNECTIONS} conns`, opsPerSec: await rate(c, '/api/v1/sign/raw', () => ({ key: 'bench-ecdsa', data: data64 })), baseline: `C_Sign by the same key, ${CONNECTIONS} in flight`, baselineOpsPerSec: hsmSign });
+      const items = Array.from({ length: BATCH }, () => ({ type: 'raw', key: 'bench-sm2', data: data64 }));
+      const batches = await rate(c, '/api/v1/sign/batch', () => ({ items }), (j) => j.failed === 0);
+      rows.push({ name: `HTTPS POST /sign/batch of ${BATCH} SM2, items/s, ${CONNECTIONS} conns`, opsPerSec: batches * BATCH, baseline: engineRow, baselineOpsPerSec: engineSign });
+    } finally {
+      c.close();
+      await server.stop('SIGTERM');
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  return rows;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  printTable(await benchSigning());
+}
