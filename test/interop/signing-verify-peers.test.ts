@@ -18,48 +18,15 @@ import { sm2 as smV2 } from 'sm-crypto-v2';
 import { readCertificate } from '../../appliance/src/asn1/certificate.js';
 import { fromPem } from '../../appliance/src/crypto/der.js';
 import { sm2PrivateKeyFromPem, sm2PublicKeyFromSpki } from '../../appliance/src/crypto/sm2.js';
-import type { RevocationChecker, TrustStore, VerificationReport } from '../../appliance/src/signing/types.js';
+import { createOcspClient } from '../../appliance/src/signing/ocsp-client.js';
+import { createRevocationChecker } from '../../appliance/src/signing/revocation-check.js';
+import { createTrustStore } from '../../appliance/src/signing/trust-store.js';
+import type { VerificationReport } from '../../appliance/src/signing/types.js';
 import { createVerificationService } from '../../appliance/src/signing/verify-service.js';
 import { runJavaBatch } from '../helpers/bouncycastle.js';
-import { makePkiFixture, opensslCsr, type CsrKind, type PkiFixture } from '../helpers/pki-hierarchy.js';
+import { makePkiFixture, opensslCsr, type CsrKind } from '../helpers/pki-hierarchy.js';
 
 const CONTENT = Buffer.from('检验报告 LAB-2026-0815 血常规 / complete blood count\n', 'utf8');
-
-/** Our own CAs as the trust store (the appliance's hierarchies are always trusted). */
-function fixtureTrust(fx: PkiFixture): TrustStore {
-  return {
-    async material() {
-      const cas = await fx.store.cas.list();
-      return {
-        anchors: cas.filter((c) => c.role === 'root').map((c) => Buffer.from(c.certificate, 'base64')),
-        intermediates: cas.filter((c) => c.role === 'issuing').map((c) => Buffer.from(c.certificate, 'base64')),
-      };
-    },
-    async list() {
-      return [];
-    },
-  };
-}
-
-/** Our CA's word on the path: issuing CAs good, leaves by their record. */
-function fixtureRevocation(fx: PkiFixture): RevocationChecker {
-  return {
-    async check(path, at) {
-      const cas = await fx.store.cas.list();
-      const certificates = await Promise.all(
-        path.slice(0, -1).map(async (der) => {
-          const info = readCertificate(der);
-          if (cas.some((c) => c.certificate === der.toString('base64'))) return { serial: info.serial, subject: info.serial, status: 'good' as const, source: 'appliance-ca' as const };
-          const rec = await fx.store.certs.get(info.serial);
-          if (!rec || rec.certificate !== der.toString('base64')) return { serial: info.serial, subject: info.serial, status: 'unknown' as const };
-          const revoked = rec.status !== 'good' && rec.revocation !== undefined && Date.parse(rec.revocation.time) <= at.getTime();
-          return { serial: info.serial, subject: info.serial, status: revoked ? ('revoked' as const) : ('good' as const), source: 'appliance-ca' as const };
-        }),
-      );
-      return { ok: certificates.every((c) => c.status === 'good'), certificates };
-    },
-  };
-}
 
 t.test('verification of peer-made signatures', async (t) => {
   const fx = await makePkiFixture();
@@ -68,7 +35,8 @@ t.test('verification of peer-made signatures', async (t) => {
     await fx.close();
     rmSync(w, { recursive: true, force: true });
   });
-  const svc = createVerificationService({ trust: fixtureTrust(fx), revocation: fixtureRevocation(fx), certs: fx.store.certs });
+  const trust = createTrustStore({ trust: fx.store.trustCas, cas: fx.store.cas });
+  const svc = createVerificationService({ trust, revocation: createRevocationChecker({ trust, certs: fx.store.certs, ocsp: createOcspClient() }), certs: fx.store.certs });
   const ossl = (args: string[], input?: Buffer): Buffer => execFileSync('openssl', args, { cwd: w, input, stdio: ['pipe', 'pipe', 'pipe'] });
   const issue = async (kind: CsrKind, cn: string) => {
     const csr = opensslCsr(w, kind, `/CN=${cn}`, cn);

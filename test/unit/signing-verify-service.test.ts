@@ -19,63 +19,17 @@ import { createSoftwareSigner } from '../../appliance/src/crypto/software-signer
 import { sm2Digest, sm2PublicKeyFromSpki } from '../../appliance/src/crypto/sm2.js';
 import { signCms } from '../../appliance/src/signing/cms-sign.js';
 import { OID_SIGNATURE_TIMESTAMP_TOKEN } from '../../appliance/src/signing/timestamp-check.js';
-import type { RevocationChecker, TrustStore, VerificationReport } from '../../appliance/src/signing/types.js';
+import { createOcspClient } from '../../appliance/src/signing/ocsp-client.js';
+import { createRevocationChecker } from '../../appliance/src/signing/revocation-check.js';
+import { createTrustStore } from '../../appliance/src/signing/trust-store.js';
+import type { VerificationReport } from '../../appliance/src/signing/types.js';
 import { createVerificationService } from '../../appliance/src/signing/verify-service.js';
 import { TsaService } from '../../appliance/src/tsa/tsa-service.js';
 import { makeTestHierarchy } from '../helpers/openssl-pki.js';
-import { makePkiFixture, opensslCsr, type CsrKind, type PkiFixture } from '../helpers/pki-hierarchy.js';
+import { makePkiFixture, opensslCsr, type CsrKind } from '../helpers/pki-hierarchy.js';
 import { rejection } from '../helpers/store-fixture.js';
 
 const CONTENT = Buffer.from('医嘱 #20261123-0042: 头孢曲松 2 g ivgtt qd', 'utf8');
-
-/** TrustStore over the fixture's own CAs (the real trust-store.ts adds imported CAs). */
-function fixtureTrust(fx: PkiFixture): TrustStore {
-  return {
-    async material() {
-      const cas = await fx.store.cas.list();
-      return {
-        anchors: cas.filter((c) => c.role === 'root').map((c) => Buffer.from(c.certificate, 'base64')),
-        intermediates: cas.filter((c) => c.role === 'issuing').map((c) => Buffer.from(c.certificate, 'base64')),
-      };
-    },
-    async list() {
-      return [];
-    },
-  };
-}
-
-/** RevocationChecker over the fixture's certificate records: our CA's own word, judged at `at`. */
-function fixtureRevocation(fx: PkiFixture): RevocationChecker {
-  return {
-    async check(path, at) {
-      const cas = await fx.store.cas.list();
-      const certificates = [];
-      for (const der of path.slice(0, -1)) {
-        const info = readCertificate(der);
-        const subject = info.serial;
-        if (cas.some((c) => c.certificate === der.toString('base64'))) {
-          certificates.push({ serial: info.serial, subject, status: 'good' as const, source: 'appliance-ca' as const });
-          continue;
-        }
-        const rec = await fx.store.certs.get(info.serial);
-        if (!rec || rec.certificate !== der.toString('base64')) {
-          certificates.push({ serial: info.serial, subject, status: 'unknown' as const, detail: 'not issued here' });
-          continue;
-        }
-        const revokedAt = rec.revocation?.time;
-        const revoked = rec.status !== 'good' && revokedAt !== undefined && Date.parse(revokedAt) <= at.getTime();
-        certificates.push({
-          serial: info.serial,
-          subject,
-          status: revoked ? ('revoked' as const) : ('good' as const),
-          source: 'appliance-ca' as const,
-          ...(revokedAt ? { revokedAt, reason: rec.revocation!.reason } : {}),
-        });
-      }
-      return { ok: certificates.every((c) => c.status === 'good'), certificates };
-    },
-  };
-}
 
 function check(r: VerificationReport, name: string) {
   return r.checks.find((c) => c.name === name);
@@ -101,7 +55,8 @@ t.test('verification service', async (t) => {
     rmSync(dir, { recursive: true, force: true });
     foreign.remove();
   });
-  const svc = createVerificationService({ trust: fixtureTrust(fx), revocation: fixtureRevocation(fx), certs: fx.store.certs });
+  const trust = createTrustStore({ trust: fx.store.trustCas, cas: fx.store.cas });
+  const svc = createVerificationService({ trust, revocation: createRevocationChecker({ trust, certs: fx.store.certs, ocsp: createOcspClient() }), certs: fx.store.certs });
 
   const issue = async (kind: CsrKind, cn: string): Promise<{ der: Buffer; serial: string; signer: Signer; keyFile: string }> => {
     const csr = opensslCsr(dir, kind, `/CN=${cn}`, cn);
@@ -229,6 +184,19 @@ t.test('verification service', async (t) => {
     t.equal(check(u, 'revocation')?.ok, null, 'revocation not checked without a path');
     t.ok((await svc.verifyCms({ cms, level: 0 })).valid, 'level 0: validity only');
     t.notOk(u.signer?.employeeId, 'not ours: no staff identity');
+
+    // Import the foreign root into the trust store: the path is now built (level 1 valid), and
+    // with no CRL or OCSP for that CA the status is unknown at level 2. Removing it again takes
+    // effect at once.
+    const imported = await trust.importCa(foreign.root.der, {}, 'test');
+    const l1 = await svc.verifyCms({ cms, level: 1 });
+    t.ok(l1.valid, `imported CA, level 1: ${l1.code}`);
+    const l2 = await svc.verifyCms({ cms });
+    t.equal(l2.code, 'REVOCATION_UNKNOWN');
+    t.equal(l2.gbtCode, 0x04000007);
+    t.equal(check(l2, 'revocation')?.ok, false);
+    await trust.remove(imported.id, 'test');
+    t.equal((await svc.verifyCms({ cms, level: 1 })).code, 'CERT_UNTRUSTED', 'removed from the trust store: untrusted again');
 
     const c = await svc.validateCertificate({ certificate: sm2.der });
     t.ok(c.valid, c.code);
@@ -361,10 +329,12 @@ t.test('verification service', async (t) => {
     const cms = await signCms({ signer: sm2.signer, certificate: sm2.der, content: CONTENT, detached: false, form: 'gbt35275' });
     await svc.verifyCms({ cms });
     const n = 300;
-    const t0 = performance.now();
-    const rs = await Promise.all(Array.from({ length: n }, () => svc.verifyCms({ cms })));
-    const ms = performance.now() - t0;
-    t.ok(rs.every((r) => r.valid), 'all valid');
-    t.comment(`${n} SM2 CMS verifies at level 2 in ${Math.round(ms)} ms (${Math.round((n / ms) * 1000)}/s)`);
+    for (const level of [0, 1, 2] as const) {
+      const t0 = performance.now();
+      const rs = await Promise.all(Array.from({ length: n }, () => svc.verifyCms({ cms, level })));
+      const ms = performance.now() - t0;
+      t.ok(rs.every((r) => r.valid), `level ${level}: all valid`);
+      t.comment(`${n} SM2 CMS verifies at level ${level} in ${Math.round(ms)} ms (${Math.round((n / ms) * 1000)}/s)`);
+    }
   });
 });

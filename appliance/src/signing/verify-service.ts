@@ -13,10 +13,12 @@
 // names the first failure and `gbtCode` its GB/T 38629 Annex B code (report-codes.ts). Throws a
 // YiqianError (4xx) only for a malformed request.
 //
-// Speed (the bench verifies hundreds/s with chain and revocation): the trust material is fetched
-// and parsed once per TRUST_TTL_MS; a valid certificate path is cached per (leaf, embedded
-// certificates, trust material) and reused for any judging time inside the validity of every
-// certificate on it — path building and the link signatures depend on nothing else.
+// Speed (the bench verifies hundreds/s with chain and revocation): the trust material is asked
+// for on every verification (the trust store caches it and drops its cache on every change), but
+// parsed again only when it differs from the last one; a valid certificate path is cached per
+// (leaf, embedded certificates, trust material) and reused for any judging time inside the
+// validity of every certificate on it — path building and the link signatures depend on nothing
+// else. A change of the trust store therefore takes effect with the next verification.
 import { createHash } from 'node:crypto';
 import { readCertificate, type CertificateInfo } from '../asn1/certificate.js';
 import { parseSignedData, type ParsedSignedData } from '../asn1/cms-signed-data.js';
@@ -46,8 +48,6 @@ import type {
   VerifyLevel,
 } from './types.js';
 
-/** How long fetched trust material is reused. */
-export const TRUST_TTL_MS = 10_000;
 /** Valid paths kept (LRU by insertion). */
 const PATH_CACHE_SIZE = 2048;
 
@@ -58,8 +58,6 @@ export interface VerificationDeps {
   certs: Pick<CertificateRepository, 'get'>;
   heldKeys?: Pick<HeldKeys, 'findByCertSerial'>;
   clock?: () => Date;
-  /** Default TRUST_TTL_MS. */
-  trustTtlMs?: number;
 }
 
 /** zh-CN labels of the report checks. */
@@ -149,7 +147,6 @@ interface ParsedTrust {
   generation: string;
   /** `${serial}|${subject}` → DER, to turn a validated chain back into DER for the revocation checker. */
   byId: Map<string, Buffer>;
-  fetchedAt: number;
 }
 
 interface CachedPath {
@@ -173,12 +170,12 @@ function safeName(der: Buffer): string {
 
 export function createVerificationService(deps: VerificationDeps): VerificationService & { clearCaches(): void } {
   const clock = deps.clock ?? (() => new Date());
-  const ttl = deps.trustTtlMs ?? TRUST_TTL_MS;
-  let trust: Promise<ParsedTrust> | undefined;
+  let trust: ParsedTrust | undefined;
   const paths = new Map<string, CachedPath>();
 
-  async function loadTrust(): Promise<ParsedTrust> {
-    const material = await deps.trust.material();
+  const sameList = (a: Buffer[], b: Buffer[]): boolean => a.length === b.length && a.every((x, i) => x === b[i] || x.equals(b[i]));
+
+  function parseTrust(material: TrustMaterial): ParsedTrust {
     const h = createHash('sha256');
     const byId = new Map<string, Buffer>();
     for (const list of [material.anchors, material.intermediates]) {
@@ -192,22 +189,16 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
         }
       }
     }
-    return { material, generation: h.digest('hex'), byId, fetchedAt: Date.now() };
+    return { material, generation: h.digest('hex'), byId };
   }
 
+  /** The trust store's material now, parsed again only when it changed (same buffers: a reference check). */
   async function currentTrust(): Promise<ParsedTrust> {
-    const p = trust;
-    if (p) {
-      const t = await p.catch(() => undefined);
-      if (t && Date.now() - t.fetchedAt < ttl) return t;
-      if (trust === p) trust = undefined;
-    }
-    trust ??= loadTrust();
-    const mine = trust;
-    mine.catch(() => {
-      if (trust === mine) trust = undefined;
-    });
-    return mine;
+    const material = await deps.trust.material();
+    const last = trust;
+    if (last && sameList(last.material.anchors, material.anchors) && sameList(last.material.intermediates, material.intermediates)) return last;
+    trust = parseTrust(material);
+    return trust;
   }
 
   /** validatePath with the path cache; also the DER of the path (leaf first, anchor last) when valid. */
