@@ -3,13 +3,11 @@
 // and given ID, digest e), ECDSA P-256/P-384 and RSA PKCS#1 / PSS over data and digests, each
 // checked by the independent verifier of crypto/verify.ts; CMS in both forms; CAdES-T with the
 // token's imprint over the signature value; addSignatureTimestamp on an existing CMS; and every
-// refusal with its code. HeldKeys here is a small stand-in over the fixture (grants by app id)
-// while signing/held-keys.ts is built in parallel.
+// refusal with its code, including the held keys' own (not granted, access code).
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { parseSignedData, OID_SIGNATURE_TIME_STAMP_TOKEN } from '../../appliance/src/asn1/cms-signed-data.js';
 import { parseTimeStampResp, timeStampGranted } from '../../appliance/src/asn1/tsp.js';
-import { fromPem } from '../../appliance/src/crypto/der.js';
 import type { KeyAlgorithm } from '../../appliance/src/crypto/interfaces.js';
 import { sm2Digest } from '../../appliance/src/crypto/sm2.js';
 import { verifySignature } from '../../appliance/src/crypto/verify.js';
@@ -18,54 +16,32 @@ import { addSignatureTimestamp } from '../../appliance/src/signing/cades-t.js';
 import { signCms } from '../../appliance/src/signing/cms-sign.js';
 import { verifyCms } from '../../appliance/src/signing/cms-verify.js';
 import { createSigningService } from '../../appliance/src/signing/sign-service.js';
-import type { HeldKeyForUse, HeldKeys, HeldKeyView } from '../../appliance/src/signing/types.js';
+import { createAppService } from '../../appliance/src/identity/app-service.js';
+import { createHeldKeys, type HeldKeyAdmin } from '../../appliance/src/signing/held-keys.js';
+import type { HeldKeyForUse } from '../../appliance/src/signing/types.js';
 import { TsaService } from '../../appliance/src/tsa/tsa-service.js';
 import type { ClockGateResult } from '../../firmware-bridge/timesource/clock-gate.js';
 import { makePkiFixture, type PkiFixture } from '../helpers/pki-hierarchy.js';
 
-const APP = '01HAPPGRANTED0000000000000';
-const OTHER_APP = '01HAPPOTHER000000000000000';
+let APP = '';
+let OTHER_APP = '';
 const DATA = Buffer.from('处方 RX-2026-11-23-0042：阿莫西林 0.5 g tid × 5 d', 'utf8');
 
-/** Stand-in HeldKeys over fixture keys: KEY_NOT_FOUND / KEY_NOT_GRANTED as types.ts specifies. */
-async function fixtureHeldKeys(fx: PkiFixture, algorithms: KeyAlgorithm[]): Promise<HeldKeys & { byAlg: Record<string, HeldKeyForUse> }> {
+/** Real held keys (signing/held-keys.ts) over the fixture: one key per algorithm, granted to APP only. */
+async function fixtureHeldKeys(fx: PkiFixture, algorithms: KeyAlgorithm[]): Promise<{ heldKeys: HeldKeyAdmin; byAlg: Record<string, HeldKeyForUse>; app: string; otherApp: string }> {
+  const apps = createAppService(fx.store);
+  const app = (await apps.create({ name: 'HIS', actor: 'test' })).app.id;
+  const otherApp = (await apps.create({ name: 'LIS', actor: 'test' })).app.id;
+  const heldKeys = createHeldKeys({
+    keys: fx.store.heldKeys, apps: fx.store.apps, certs: fx.store.certs, certificates: fx.pki.certificates,
+    authorities: fx.pki.authorities, custody: fx.custody, audit: fx.store.audit, accessCodeIterations: 1000,
+  });
   const byAlg: Record<string, HeldKeyForUse> = {};
   for (const algorithm of algorithms) {
-    const label = `held-${algorithm}`;
-    const hierarchy = algorithm === 'sm2' ? 'sm2' : 'ecdsa';
-    const info = await fx.custody.generate({ algorithm, label, purpose: 'sign-service test key' });
-    const issued = await fx.pki.certificates.issueForAppliance(
-      { profile: 'organisation', hierarchy, commonName: `测试医院 ${algorithm} 签名`, keyRef: info.id, publicKeyInfo: info.publicKeyInfo, keyAlgorithm: algorithm },
-      'test',
-    );
-    const key: HeldKeyView = {
-      id: info.id, label, kind: 'organisation', usage: 'sign', algorithm, hierarchy, keyId: info.id, keyUri: info.uri,
-      certSerial: issued.record.serial, subject: issued.record.subject, grants: [APP], accessCodeRequired: false, createdAt: info.createdAt,
-    };
-    byAlg[algorithm] = { key, signer: await fx.custody.signer(info.id), certificate: Buffer.from(issued.record.certificate, 'base64'), chain: fromPem(issued.chainPem).map((b) => b.der) };
+    await heldKeys.create({ label: `held-${algorithm}`, kind: 'organisation', algorithm, commonName: `测试医院 ${algorithm} 签名`, grants: [app] }, 'test');
+    byAlg[algorithm] = await heldKeys.forUse(`held-${algorithm}`, app);
   }
-  const find = (ref: string) => Object.values(byAlg).find((h) => h.key.id === ref || h.key.label === ref);
-  const notFound = (ref: string) => new YiqianError('KEY_NOT_FOUND', 404, { zh: '签名密钥不存在', en: `no held key ${ref}` });
-  return {
-    byAlg,
-    async forUse(ref, appId) {
-      const h = find(ref);
-      if (!h) throw notFound(ref);
-      if (!h.key.grants.includes(appId)) throw new YiqianError('KEY_NOT_GRANTED', 403, { zh: '未授权', en: 'not granted' });
-      return h;
-    },
-    async list(appId) {
-      return Object.values(byAlg).map((h) => h.key).filter((k) => appId === undefined || k.grants.includes(appId));
-    },
-    async get(ref) {
-      const h = find(ref);
-      if (!h) throw notFound(ref);
-      return h.key;
-    },
-    async findByCertSerial(serial) {
-      return Object.values(byAlg).find((h) => h.key.certSerial === serial)?.key;
-    },
-  };
+  return { heldKeys, byAlg, app, otherApp };
 }
 
 async function rejects(t: Test, p: Promise<unknown>, code: string, status: number, what: string): Promise<void> {
@@ -86,8 +62,10 @@ t.test('signing service', async (t) => {
   const fx = await makePkiFixture();
   t.teardown(() => fx.close());
   const held = await fixtureHeldKeys(fx, ['sm2', 'ecdsa-p256', 'ecdsa-p384', 'rsa-2048']);
+  APP = held.app;
+  OTHER_APP = held.otherApp;
   const tsa = new TsaService({ certs: fx.store.certs, custody: fx.custody, tokens: fx.store.tsaTokens, gate, policies: { policies: [{ oid: '1.2.3.4.5' }] } });
-  const svc = createSigningService({ heldKeys: held, stamper: tsa });
+  const svc = createSigningService({ heldKeys: held.heldKeys, stamper: tsa });
   const spki = (alg: string) => held.byAlg[alg].signer.publicKeyInfo;
 
   await t.test('raw SM2: default ID, given ID, digest e', async (t) => {
@@ -151,6 +129,14 @@ t.test('signing service', async (t) => {
     await rejects(t, svc.signRaw(APP, { key: 'no-such-key', data: DATA }), 'KEY_NOT_FOUND', 404, 'unknown key');
     await rejects(t, svc.signRaw(OTHER_APP, { key: 'held-sm2', data: DATA }), 'KEY_NOT_GRANTED', 403, 'key not granted to the app');
     await rejects(t, svc.signCms(OTHER_APP, { key: 'held-sm2', content: DATA, detached: false }), 'KEY_NOT_GRANTED', 403, 'CMS: key not granted');
+  });
+
+  await t.test('access codes pass through to the held keys', async (t) => {
+    await held.heldKeys.create({ label: 'held-coded', kind: 'seal', algorithm: 'sm2', commonName: '测试医院电子印章', grants: [APP], accessCode: 'seal-code-2026' }, 'test');
+    await rejects(t, svc.signRaw(APP, { key: 'held-coded', data: DATA }), 'ACCESS_CODE_REQUIRED', 403, 'no access code');
+    await rejects(t, svc.signRaw(APP, { key: 'held-coded', data: DATA, accessCode: 'wrong-code-2026' }), 'ACCESS_CODE_INVALID', 403, 'wrong access code');
+    const r = await svc.signCms(APP, { key: 'held-coded', accessCode: 'seal-code-2026', content: DATA, detached: false });
+    t.ok((await verifyCms(r.cms, {})).valid, 'right access code signs');
   });
 
   await t.test('CMS: forms, attached and detached, chain', async (t) => {
@@ -222,7 +208,7 @@ t.test('signing service', async (t) => {
     t.ok(plain.cms.length > 0, 'without timestamp it still signs');
     gateState = { ok: true, time: new Date(), accuracyMicros: 1000, state: 'SYNCED', source: 'test', development: false, notice: null };
     t.equal(await fx.store.tsaTokens.count(), before, 'no token issued while refused');
-    const bare = createSigningService({ heldKeys: held });
+    const bare = createSigningService({ heldKeys: held.heldKeys });
     await rejects(t, bare.signCms(APP, { key: 'held-sm2', content: DATA, detached: false, timestamp: true }), 'TIMESTAMP_UNAVAILABLE', 503, 'no TSA');
   });
 
@@ -241,10 +227,10 @@ t.test('signing service', async (t) => {
   });
 
   await t.test('the certificate must be valid at the signing time', async (t) => {
-    const future = createSigningService({ heldKeys: held, clock: () => Date.now() + 40 * 365 * 86_400_000 });
+    const future = createSigningService({ heldKeys: held.heldKeys, clock: () => Date.now() + 40 * 365 * 86_400_000 });
     await rejects(t, future.signRaw(APP, { key: 'held-sm2', data: DATA }), 'HELD_KEY_CERT_EXPIRED', 403, 'raw after notAfter');
     await rejects(t, future.signCms(APP, { key: 'held-ecdsa-p256', content: DATA, detached: false }), 'HELD_KEY_CERT_EXPIRED', 403, 'CMS after notAfter');
-    const past = createSigningService({ heldKeys: held, clock: () => Date.now() - 86_400_000 });
+    const past = createSigningService({ heldKeys: held.heldKeys, clock: () => Date.now() - 86_400_000 });
     await rejects(t, past.signRaw(APP, { key: 'held-rsa-2048', data: DATA }), 'HELD_KEY_CERT_EXPIRED', 403, 'before notBefore');
   });
 
