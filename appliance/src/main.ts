@@ -34,9 +34,11 @@ import { certRoutes } from './http/cert-routes.js';
 import { trustRouter } from './http/trust-routes.js';
 import { createTrustStore, type TrustStoreService } from './signing/trust-store.js';
 import { createRevocationChecker } from './signing/revocation-check.js';
+import { createVerificationService } from './signing/verify-service.js';
+import { verifyRouter } from './http/verify-routes.js';
 import { createOcspClient } from './signing/ocsp-client.js';
 import { createCrlFetcher, type CrlFetcher } from './signing/crl-fetch.js';
-import type { RevocationChecker } from './signing/types.js';
+import type { RevocationChecker, VerificationService } from './signing/types.js';
 import { pkiPublicRouter } from './http/pki-public-routes.js';
 import { createRevocationPublicApp, isRevocationPublicPath, revocationApiRouter } from './http/revocation-routes.js';
 import { CrlPublisher } from './pki/crl-publisher.js';
@@ -258,6 +260,31 @@ export function buildTrust(a: Pick<Appliance, 'store'>): Trust {
   return trust;
 }
 
+// ---- verification (issue 4, item 3) ----------------------------------------------------
+
+const verificationOf = new WeakMap<object, VerificationService>();
+
+/**
+ * Raw, CMS and certificate verification with reports, over the trust store and revocation
+ * checker of buildTrust. One instance per appliance (memoised): its parsed trust material and
+ * path cache are shared by /api/v1/verify and the GB/T 38629 binding. Held keys are named in the
+ * signer identity straight from their repository.
+ */
+export function buildVerification(a: Pick<Appliance, 'store'>): VerificationService {
+  let v = verificationOf.get(a);
+  if (!v) {
+    const trust = buildTrust(a);
+    v = createVerificationService({
+      trust: trust.store,
+      revocation: trust.checker,
+      certs: a.store.certs,
+      heldKeys: { findByCertSerial: (serial) => a.store.heldKeys.getByCertSerial(serial) },
+    });
+    verificationOf.set(a, v);
+  }
+  return v;
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -280,6 +307,7 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     revocationApiRouter(s.revocation.service),
     tsaApiRouter({ tokens: a.store.tsaTokens, clockStatus: () => a.clock.status() }),
     trustRouter({ trust: buildTrust(a).store, fetcher: buildTrust(a).fetcher }),
+    verifyRouter({ verification: buildVerification(a) }),
   ];
 }
 

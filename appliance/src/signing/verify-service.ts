@@ -35,7 +35,7 @@ import { OID_SIGNATURE_TIMESTAMP_TOKEN, checkSignatureTimestamp, type TimestampC
 import type {
   CertificateValidationRequest,
   CmsVerifyRequest,
-  HeldKeys,
+  HeldKeyView,
   RawVerifyRequest,
   ReportCheck,
   RevocationChecker,
@@ -56,7 +56,8 @@ export interface VerificationDeps {
   revocation: RevocationChecker;
   /** Our issued certificates: certSerial lookup and the signer's staff / department. */
   certs: Pick<CertificateRepository, 'get'>;
-  heldKeys?: Pick<HeldKeys, 'findByCertSerial'>;
+  /** Names the held key in the signer identity: HeldKeys, or the held-key repository (only these fields are read). */
+  heldKeys?: { findByCertSerial(serial: string): Promise<Pick<HeldKeyView, 'id' | 'label' | 'kind' | 'employeeId' | 'departmentId'> | undefined> };
   clock?: () => Date;
 }
 
