@@ -17,7 +17,7 @@ import type { KeyCustody } from './crypto/interfaces.js';
 import { type Config, loadConfig, parseHostPort, readHsmPin, resolveInData } from './config/config.js';
 import { openStore, type Store } from './store/open-store.js';
 import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
-import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest, sm2Decrypt } from './crypto/sm2.js';
+import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest } from './crypto/sm2.js';
 import { recordHsmOperation } from './metrics.js';
 import { isSecretWrapper } from './crypto/interfaces.js';
 import { createPiiProtector } from './staff/pii.js';
@@ -31,6 +31,8 @@ import { createAuthorities, type Authorities } from './pki/authorities.js';
 import { createCertificateService, type CertificateService } from './pki/certificate-service.js';
 import { resolveProfiles, type ProfileSet } from './pki/profiles.js';
 import { certRoutes } from './http/cert-routes.js';
+import { heldKeyRouter } from './http/held-key-routes.js';
+import { createHeldKeys, type HeldKeyAdmin } from './signing/held-keys.js';
 import { trustRouter } from './http/trust-routes.js';
 import { createTrustStore, type TrustStoreService } from './signing/trust-store.js';
 import { createRevocationChecker } from './signing/revocation-check.js';
@@ -89,7 +91,6 @@ export async function openCustody(dataDir: string, config: Config, store: Store,
         signer: (d: Buffer) => createSm2Signer(d),
         spki: sm2SpkiFromPublicKey,
         digest: sm2Digest,
-        decrypt: (d: Buffer, ciphertext: Buffer) => sm2Decrypt(d, ciphertext, 'der'),
       },
       observer: recordHsmOperation,
       onReinitialize,
@@ -286,6 +287,32 @@ export function buildVerification(a: Pick<Appliance, 'store'>): VerificationServ
   return v;
 }
 
+// ---- signing keys held for apps (issue 4, item 1) --------------------------------------
+
+const heldKeysOf = new WeakMap<object, HeldKeyAdmin>();
+
+/**
+ * Held keys over the custody and the CA. One instance per appliance (memoised): it keeps the
+ * Signers, the accepted access codes and the per-key check queue, which the sign, envelope and
+ * HTTP layers must share.
+ */
+export function buildHeldKeys(a: Pick<Appliance, 'store' | 'custody' | 'pki'>): HeldKeyAdmin {
+  let held = heldKeysOf.get(a);
+  if (!held) {
+    held = createHeldKeys({
+      keys: a.store.heldKeys,
+      apps: a.store.apps,
+      certs: a.store.certs,
+      certificates: a.pki.certificates,
+      authorities: a.pki.authorities,
+      custody: a.custody,
+      audit: a.store.audit,
+    });
+    heldKeysOf.set(a, held);
+  }
+  return held;
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -307,6 +334,7 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     statsRouter({ certificates: s.staffDirectory.statistics }),
     revocationApiRouter(s.revocation.service),
     tsaApiRouter({ tokens: a.store.tsaTokens, clockStatus: () => a.clock.status() }),
+    heldKeyRouter({ heldKeys: buildHeldKeys(a) }),
     trustRouter({ trust: buildTrust(a).store, fetcher: buildTrust(a).fetcher }),
     verifyRouter({ verification: buildVerification(a) }),
   ];

@@ -8,9 +8,10 @@ import { appCommands } from './app.js';
 import { keysListCommand } from './keys.js';
 import { caCommands } from './ca.js';
 import { staffCommands } from './staff.js';
+import { signingKeyCommands } from './signing-keys.js';
 import { trustCommands } from './trust.js';
 
-const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand, ...caCommands, ...staffCommands, ...trustCommands];
+const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand, ...caCommands, ...staffCommands, ...signingKeyCommands, ...trustCommands];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
