@@ -17,7 +17,7 @@ import type { KeyCustody } from './crypto/interfaces.js';
 import { type Config, loadConfig, parseHostPort, readHsmPin, resolveInData } from './config/config.js';
 import { openStore, type Store } from './store/open-store.js';
 import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
-import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest } from './crypto/sm2.js';
+import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest, sm2Decrypt } from './crypto/sm2.js';
 import { recordHsmOperation } from './metrics.js';
 import { isSecretWrapper } from './crypto/interfaces.js';
 import { createPiiProtector } from './staff/pii.js';
@@ -91,6 +91,7 @@ export async function openCustody(dataDir: string, config: Config, store: Store,
         signer: (d: Buffer) => createSm2Signer(d),
         spki: sm2SpkiFromPublicKey,
         digest: sm2Digest,
+        decrypt: (d: Buffer, ciphertext: Buffer) => sm2Decrypt(d, ciphertext, 'der'),
       },
       observer: recordHsmOperation,
       onReinitialize,
