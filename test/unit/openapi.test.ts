@@ -43,6 +43,12 @@ const UNDOCUMENTED_FOR_NOW: string[] = [
   'DELETE /api/v1/trust/cas/{id}',
   'POST /api/v1/trust/cas/{id}/crl',
   'POST /api/v1/trust/cas/{id}/crl/fetch',
+  'POST /api/v1/verify/raw',
+  'POST /api/v1/verify/cms',
+  'POST /api/v1/verify/certificate',
+  'POST /api/v1/verify/batch',
+  'POST /api/v1/envelopes/seal',
+  'POST /api/v1/envelopes/open',
 ];
 
 const DOC_FILE = resolve(import.meta.dirname, '../../docs/openapi.json');
