@@ -49,6 +49,9 @@ import { RevocationService } from './pki/revocation.js';
 import { metrics } from './metrics.js';
 import { createTsaPublicApp, isTsaPublicPath, tsaApiRouter } from './http/tsa-routes.js';
 import { TsaService } from './tsa/tsa-service.js';
+import { signRouter } from './http/sign-routes.js';
+import { createSigningService } from './signing/sign-service.js';
+import type { SigningService } from './signing/types.js';
 import { openTimeSource } from '../../firmware-bridge/timesource/open-time-source.js';
 import { ClockGate } from '../../firmware-bridge/timesource/clock-gate.js';
 import { clockAuditEntry, clockReadiness } from '../../firmware-bridge/timesource/clock-report.js';
@@ -314,6 +317,13 @@ export function buildHeldKeys(a: Pick<Appliance, 'store' | 'custody' | 'pki'>): 
   return held;
 }
 
+// ---- signing (issue 4, item 2) ----------------------------------------------------------
+
+/** Raw and CMS signing with held keys; CAdES-T time-stamps from the appliance's own TSA in process. */
+export function buildSigning(a: Pick<Appliance, 'store' | 'custody' | 'pki'>, tsa?: TsaService): SigningService {
+  return createSigningService({ heldKeys: buildHeldKeys(a), ...(tsa ? { stamper: tsa } : {}) });
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -321,6 +331,8 @@ export interface ApiServices {
   appliance: Appliance;
   staffDirectory: StaffDirectory;
   revocation: Revocation;
+  /** The TSA, for CAdES-T signature time-stamps (without it, timestamp requests get TIMESTAMP_UNAVAILABLE). */
+  tsa?: TsaService;
 }
 
 /**
@@ -338,6 +350,7 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     heldKeyRouter({ heldKeys: buildHeldKeys(a) }),
     trustRouter({ trust: buildTrust(a).store, fetcher: buildTrust(a).fetcher }),
     verifyRouter({ verification: buildVerification(a) }),
+    signRouter({ signing: buildSigning(a, s.tsa) }),
   ];
 }
 
@@ -417,7 +430,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     nonces: a.store.nonces,
     readiness: () => readiness(a),
     // Capability routers: add yours in apiRouters() (and its service in ApiServices).
-    routers: apiRouters({ appliance: a, staffDirectory, revocation }),
+    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa }),
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     devNotice: development ? 'development appliance: SoftHSM2 token and system clock' : 'development appliance: SoftHSM2 token',
   });
