@@ -256,7 +256,7 @@ export interface TrustStoreService extends TrustStore {
   importCrl(id: string, crl: Buffer | string, source: 'upload' | 'fetch', actor: string): Promise<TrustedCaDetail>;
   /** Records the outcome of a download attempt (crl-fetch.ts); an error is audited. */
   noteFetch(id: string, error: { code: string; message: string } | undefined, actor: string): Promise<void>;
-  /** The imported CAs with a crlUrl (for the fetch scheduler). */
+  /** The imported CA records as stored now (for the fetch scheduler). */
   imported(): Promise<TrustedCaRecord[]>;
   /** Our CA or an imported one whose certificate is exactly `der`; undefined otherwise. */
   findCa(der: Buffer): Promise<KnownCa | undefined>;
@@ -398,7 +398,8 @@ export function createTrustStore(deps: TrustStoreDeps): TrustStoreService {
     },
 
     async imported() {
-      return (await load()).imported.map((i) => i.record);
+      // From the repository, not the cache: the fetcher needs the latest lastFetchAt and crlUrl.
+      return deps.trust.list();
     },
 
     async findCa(der) {
