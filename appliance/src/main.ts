@@ -48,6 +48,7 @@ import { OcspResponder } from './pki/ocsp-responder.js';
 import { RevocationService } from './pki/revocation.js';
 import { metrics } from './metrics.js';
 import { createTsaPublicApp, isTsaPublicPath, tsaApiRouter } from './http/tsa-routes.js';
+import { createSvsApp, isSvsPath } from './http/svs-binding.js';
 import { TsaService } from './tsa/tsa-service.js';
 import { signRouter } from './http/sign-routes.js';
 import { createSigningService } from './signing/sign-service.js';
@@ -324,6 +325,30 @@ export function buildSigning(a: Pick<Appliance, 'store' | 'custody' | 'pki'>, ts
   return createSigningService({ heldKeys: buildHeldKeys(a), ...(tsa ? { stamper: tsa } : {}) });
 }
 
+// ---- GB/T 38629 signature-server binding (issue 4, item 6) ------------------------------
+
+/**
+ * The /svs/ app (http/svs-binding.ts) over the held keys, signing and verification services,
+ * acting for the app svs.appId. startServer routes /svs paths of both listeners to it; it
+ * answers only over TLS (plain HTTP gets its refusal, with a respValue).
+ */
+export function buildSvsApp(a: Appliance): RequestListener {
+  return createSvsApp({
+    appId: a.config.svs.appId,
+    appActive: async (id) => (await a.store.apps.get(id))?.status === 'active',
+    heldKeys: buildHeldKeys(a),
+    certificateBySerial: async (serial) => {
+      const rec = await a.store.certs.get(serial);
+      return rec ? Buffer.from(rec.certificate, 'base64') : undefined;
+    },
+    signing: buildSigning(a),
+    verification: buildVerification(a),
+    allow: a.config.svs.allow,
+    maxRequestBytes: a.config.svs.maxRequestBytes,
+    limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
+  }).callback();
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -453,8 +478,10 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     maxRequestBytes: a.config.tsa.maxRequestBytes,
     limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
   }).callback();
+  // The GB/T 38629 binding from its own app: every failure is an answer with a respValue (http/svs-binding.ts).
+  const svsApp = a.config.svs.enabled ? buildSvsApp(a) : undefined;
   const withRevocation = (other: RequestListener): RequestListener => (req, res) =>
-    isRevocationPublicPath(req.url) ? revocationApp(req, res) : isTsaPublicPath(req.url) ? tsaApp(req, res) : other(req, res);
+    isRevocationPublicPath(req.url) ? revocationApp(req, res) : isTsaPublicPath(req.url) ? tsaApp(req, res) : svsApp && isSvsPath(req.url) ? svsApp(req, res) : other(req, res);
 
   const https = createHttpsServer(
     // The leaf and its issuing CA, not the root (RFC 8446 §4.4.2: the root is the client's own).

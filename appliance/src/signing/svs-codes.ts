@@ -14,6 +14,8 @@
 //     answer {version, reqType, respond: {respValue, …}}), whose response-code table extends
 //     Annex B past 0x0E (vendor-specific; we emit only 0x00–0x0E).
 
+import { gbtCodeTable } from './report-codes.js';
+
 /** Request types by their number in GM/T 0029 / GB/T 38629 (the CHOICE order, 0–12). */
 export const SVS_REQUEST_TYPES = [
   'exportCert',
@@ -124,8 +126,9 @@ const RESP_BY_CODE: Record<string, number> = {
   HSM_UNAVAILABLE: RespValue.SYSTEM_FAILURE,
 };
 
+/** respValue of an error: the table above, then the verification capability's one table (report-codes.ts), then by HTTP status. */
 export function respValueOf(code: string, status: number): number {
-  return RESP_BY_CODE[code] ?? (status >= 400 && status < 500 ? RespValue.INVALID_DATA_FORMAT : RespValue.SYSTEM_FAILURE);
+  return RESP_BY_CODE[code] ?? gbtCodeTable()[code] ?? (status >= 400 && status < 500 ? RespValue.INVALID_DATA_FORMAT : RespValue.SYSTEM_FAILURE);
 }
 
 /** respValue as vendors print it: 0 or 0x0400000d. */
