@@ -325,6 +325,29 @@ t.test('verification service', async (t) => {
     t.equal(g.code, 'TIMESTAMP_INVALID');
   });
 
+  await t.test('fuzz: 3 000 mutated CMS never throw anything but a request error', async (t) => {
+    const good = await signCms({ signer: ec.signer, certificate: ec.der, chain: [issuing('ecdsa')], content: CONTENT, detached: false, form: 'rfc5652' });
+    let seed = 0x2468ace;
+    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const codes = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const m = Buffer.from(good);
+      for (let k = 0, n = 1 + rnd(4); k < n; k++) m[rnd(m.length)] ^= 1 << rnd(8);
+      const input = i % 5 === 0 ? m.subarray(0, rnd(m.length)) : m;
+      try {
+        const r = await svc.verifyCms({ cms: input });
+        codes.set(r.code, (codes.get(r.code) ?? 0) + 1);
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code !== 'CONTENT_REQUIRED' && code !== 'SIGNATURE_REQUIRED') throw e;
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+    }
+    t.comment(JSON.stringify(Object.fromEntries(codes)));
+    t.notOk(codes.has('INTERNAL'), 'no INTERNAL verdict');
+    t.ok((codes.get('CMS_MALFORMED') ?? 0) > 0 && (codes.get('SIGNATURE_INVALID') ?? 0) + (codes.get('CONTENT_ALTERED') ?? 0) > 0, 'several verdicts seen');
+  });
+
   await t.test('throughput with chain and revocation (cached trust material and paths)', async (t) => {
     const cms = await signCms({ signer: sm2.signer, certificate: sm2.der, content: CONTENT, detached: false, form: 'gbt35275' });
     await svc.verifyCms({ cms });

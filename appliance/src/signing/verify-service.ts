@@ -213,16 +213,27 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     if (hit && when >= hit.from && when <= hit.to) return { result: hit.result, der: hit.der };
     const result = await validatePath({ leaf, intermediates: [...embedded, ...t.material.intermediates], trustAnchors: t.material.anchors, at });
     if (!result.valid) return { result };
-    // Back to DER: the chain names each certificate by serial and subject.
-    const pool = new Map(t.byId);
-    for (const c of [leaf, ...embedded]) {
+    // Back to DER: the chain names each certificate by serial and subject. The leaf is the leaf;
+    // for the others the trust store's certificate wins over an embedded one of the same name
+    // (a CMS may carry a damaged or forged copy of a trusted CA); two different embedded
+    // certificates of one name are ambiguous and give no DER path (revocation then fails).
+    const embeddedById = new Map<string, Buffer[]>();
+    for (const c of embedded) {
       try {
-        pool.set(certId(readCertificate(c)), c);
+        const id = certId(readCertificate(c));
+        const list = embeddedById.get(id) ?? [];
+        if (!list.some((x) => x.equals(c))) list.push(c);
+        embeddedById.set(id, list);
       } catch {
         // not a certificate: it cannot be on the path
       }
     }
-    const der = result.chain.map((c) => pool.get(`${c.serial}|${c.subject}`));
+    const der = result.chain.map((c, i) => {
+      if (i === 0) return leaf;
+      const id = `${c.serial}|${c.subject}`;
+      const own = embeddedById.get(id);
+      return t.byId.get(id) ?? (own?.length === 1 ? own[0] : undefined);
+    });
     if (der.some((d) => d === undefined)) return { result };
     const from = Math.max(...result.chain.map((c) => Date.parse(c.notBefore)));
     const to = Math.min(...result.chain.map((c) => Date.parse(c.notAfter)));
@@ -298,8 +309,12 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
       checks.skip('revocation', 'not checked at level 1');
       return { chain: r.chain };
     }
-    if (!r.valid || !p.der) {
+    if (!r.valid) {
       checks.skip('revocation', 'not checked: no valid certificate path');
+      return { chain: r.chain };
+    }
+    if (!p.der) {
+      checks.add('revocation', false, ReportCodes.REVOCATION_UNKNOWN, 'the certificates of the path are ambiguous (two different certificates of one name)');
       return { chain: r.chain };
     }
     let rev: RevocationReport;
