@@ -459,3 +459,22 @@ t.test('configuration and access', async (t) => {
     tls.server.close();
   });
 });
+
+t.test('config: the svs section is defaulted and validated', async (t) => {
+  const { defaultConfig, validateConfig } = await import('../../appliance/src/config/config.js');
+  const withSvs = (svs: unknown) => ({ ...JSON.parse(JSON.stringify(defaultConfig())), svs });
+  const legacy = JSON.parse(JSON.stringify(defaultConfig()));
+  delete legacy.svs;
+  t.same(validateConfig(legacy).svs, { enabled: true, allow: [], maxRequestBytes: 4 * 1024 * 1024 }, 'a data dir from before the binding gets the defaults');
+  t.same(validateConfig(withSvs({ appId: APP, allow: ['10.0.0.0/8'] })).svs, { appId: APP, allow: ['10.0.0.0/8'], enabled: true, maxRequestBytes: 4 * 1024 * 1024 });
+  for (const [bad, problem] of [
+    [{ appId: 'not-an-id' }, /svs\.appId/],
+    [{ allow: ['10.0.0.0/33'] }, /svs\.allow/],
+    [{ enabled: 'yes' }, /svs\.enabled/],
+    [{ maxRequestBytes: 10 }, /svs\.maxRequestBytes/],
+    [{ listen: 'x' }, /svs\.listen is not a setting/],
+    ['on', /svs must be an object/],
+  ] as const) {
+    t.throws(() => validateConfig(withSvs(bad)), { code: 'CONFIG_INVALID', message: problem }, JSON.stringify(bad));
+  }
+});
