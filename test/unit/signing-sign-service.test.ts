@@ -147,7 +147,7 @@ t.test('signing service', async (t) => {
         const v = await verifyCms(r.cms, detached ? { content: DATA } : {});
         t.ok(v.valid, `${alg} ${detached ? 'detached' : 'attached'}: ${JSON.stringify(v.checks.filter((c) => !c.ok))}`);
         t.equal(v.signer?.serial, held.byAlg[alg].key.certSerial);
-        t.equal(v.signingTime?.toISOString().slice(0, 19), r.signingTime.slice(0, 19), 'signingTime reported');
+        t.equal(v.signingTime?.toISOString(), r.signingTime, 'the signingTime answered is the one signed');
         const p = parseSignedData(r.cms);
         t.equal(p.certificates.length, 1 + held.byAlg[alg].chain.length, 'signer and issuing CA embedded');
         t.equal(p.content === undefined, detached);

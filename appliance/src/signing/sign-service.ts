@@ -199,7 +199,8 @@ export function createSigningService(deps: SigningServiceDeps): SigningService {
       if (algorithm !== 'sm2' && req.form === 'gbt35275') throw unsupported('GB/T 35275 格式仅用于 SM2 密钥', `the GB/T 35275 form is for SM2 keys only; ${algorithm} signs in the RFC 5652 form`, { field: 'form' });
       const form: CmsForm = algorithm === 'sm2' ? (req.form ?? 'gbt35275') : 'rfc5652';
       const p = prepare(held);
-      const signingTime = new Date(clock());
+      // Whole seconds: the signingTime attribute is UTCTime (RFC 5652 §11.3), and the answer names the same instant.
+      const signingTime = new Date(Math.floor(clock() / 1000) * 1000);
       checkValidity(held, p, signingTime.getTime());
       p.identity ??= cmsSignerIdentity(algorithm, held.certificate);
       let stamped: SignatureTimestamp | undefined;
