@@ -19,7 +19,7 @@ import { openStore, type Store } from './store/open-store.js';
 import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest, sm2Decrypt } from './crypto/sm2.js';
 import { recordHsmOperation } from './metrics.js';
-import { isSecretWrapper } from './crypto/interfaces.js';
+import { isDecrypter, isSecretWrapper } from './crypto/interfaces.js';
 import { createPiiProtector } from './staff/pii.js';
 import { createDepartmentService, type DepartmentService } from './staff/department-service.js';
 import { createStaffService, type StaffService } from './staff/staff-service.js';
@@ -31,8 +31,6 @@ import { createAuthorities, type Authorities } from './pki/authorities.js';
 import { createCertificateService, type CertificateService } from './pki/certificate-service.js';
 import { resolveProfiles, type ProfileSet } from './pki/profiles.js';
 import { certRoutes } from './http/cert-routes.js';
-import { heldKeyRouter } from './http/held-key-routes.js';
-import { createHeldKeys, type HeldKeyAdmin } from './signing/held-keys.js';
 import { trustRouter } from './http/trust-routes.js';
 import { createTrustStore, type TrustStoreService } from './signing/trust-store.js';
 import { createRevocationChecker } from './signing/revocation-check.js';
@@ -41,6 +39,9 @@ import { verifyRouter } from './http/verify-routes.js';
 import { createOcspClient } from './signing/ocsp-client.js';
 import { createCrlFetcher, type CrlFetcher } from './signing/crl-fetch.js';
 import type { RevocationChecker, VerificationService } from './signing/types.js';
+import { heldKeyRouter } from './http/held-key-routes.js';
+import { envelopeRouter } from './http/envelope-routes.js';
+import { createHeldKeys, type HeldKeyAdmin } from './signing/held-keys.js';
 import { pkiPublicRouter } from './http/pki-public-routes.js';
 import { createRevocationPublicApp, isRevocationPublicPath, revocationApiRouter } from './http/revocation-routes.js';
 import { CrlPublisher } from './pki/crl-publisher.js';
@@ -241,6 +242,54 @@ export function buildTsa(a: Pick<Appliance, 'store' | 'custody' | 'config' | 'cl
   });
 }
 
+// ---- signing keys held for apps (issue 4, item 1) --------------------------------------
+
+const heldKeysOf = new WeakMap<object, HeldKeyAdmin>();
+
+/**
+ * Held keys over the custody and the CA. One instance per appliance (memoised): it keeps the
+ * Signers, the accepted access codes and the per-key check queue, which the sign, envelope and
+ * HTTP layers must share.
+ */
+export function buildHeldKeys(a: Pick<Appliance, 'store' | 'custody' | 'pki'>): HeldKeyAdmin {
+  let held = heldKeysOf.get(a);
+  if (!held) {
+    held = createHeldKeys({
+      keys: a.store.heldKeys,
+      apps: a.store.apps,
+      certs: a.store.certs,
+      certificates: a.pki.certificates,
+      authorities: a.pki.authorities,
+      custody: a.custody,
+      audit: a.store.audit,
+    });
+    heldKeysOf.set(a, held);
+  }
+  return held;
+}
+
+// ---- signing (issue 4, item 2) ----------------------------------------------------------
+
+/** Raw and CMS signing with held keys; CAdES-T time-stamps from the appliance's own TSA in process. */
+export function buildSigning(a: Pick<Appliance, 'store' | 'custody' | 'pki'>, tsa?: TsaService): SigningService {
+  return createSigningService({ heldKeys: buildHeldKeys(a), ...(tsa ? { stamper: tsa } : {}) });
+}
+
+// ---- envelopes (issue 4, item 5) --------------------------------------------------------
+
+/** Seal to a certificate or held key; open with held encryption keys through the custody's Decrypter. */
+export function buildEnvelopeRouter(a: Pick<Appliance, 'store' | 'custody' | 'pki' | 'config'>) {
+  return envelopeRouter({
+    heldKeys: buildHeldKeys(a),
+    decrypter: isDecrypter(a.custody) ? a.custody : undefined,
+    certificateBySerial: async (serial) => {
+      const rec = await a.store.certs.get(serial);
+      return rec ? Buffer.from(rec.certificate, 'base64') : undefined;
+    },
+    maxContentBytes: a.config.http.bodyLimitBytes,
+  });
+}
+
 // ---- trust store and revocation checking (issue 4, items 3–4) ---------------------------
 
 export interface Trust {
@@ -290,39 +339,6 @@ export function buildVerification(a: Pick<Appliance, 'store'>): VerificationServ
     verificationOf.set(a, v);
   }
   return v;
-}
-
-// ---- signing keys held for apps (issue 4, item 1) --------------------------------------
-
-const heldKeysOf = new WeakMap<object, HeldKeyAdmin>();
-
-/**
- * Held keys over the custody and the CA. One instance per appliance (memoised): it keeps the
- * Signers, the accepted access codes and the per-key check queue, which the sign, envelope and
- * HTTP layers must share.
- */
-export function buildHeldKeys(a: Pick<Appliance, 'store' | 'custody' | 'pki'>): HeldKeyAdmin {
-  let held = heldKeysOf.get(a);
-  if (!held) {
-    held = createHeldKeys({
-      keys: a.store.heldKeys,
-      apps: a.store.apps,
-      certs: a.store.certs,
-      certificates: a.pki.certificates,
-      authorities: a.pki.authorities,
-      custody: a.custody,
-      audit: a.store.audit,
-    });
-    heldKeysOf.set(a, held);
-  }
-  return held;
-}
-
-// ---- signing (issue 4, item 2) ----------------------------------------------------------
-
-/** Raw and CMS signing with held keys; CAdES-T time-stamps from the appliance's own TSA in process. */
-export function buildSigning(a: Pick<Appliance, 'store' | 'custody' | 'pki'>, tsa?: TsaService): SigningService {
-  return createSigningService({ heldKeys: buildHeldKeys(a), ...(tsa ? { stamper: tsa } : {}) });
 }
 
 // ---- GB/T 38629 signature-server binding (issue 4, item 6) ------------------------------
@@ -376,6 +392,7 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     trustRouter({ trust: buildTrust(a).store, fetcher: buildTrust(a).fetcher }),
     verifyRouter({ verification: buildVerification(a) }),
     signRouter({ signing: buildSigning(a, s.tsa) }),
+    buildEnvelopeRouter(a),
   ];
 }
 

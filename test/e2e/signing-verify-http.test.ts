@@ -58,7 +58,7 @@ t.test('POST /verify/cms: SM2 (GB/T 35275) and openssl ECDSA (PEM), tampered, ma
   const cms = await signCms({ signer: sm2.signer, certificate: sm2.der, content: CONTENT, detached: false, form: 'gbt35275' });
   const r = await ca.api('POST', '/verify/cms', { cms: b64(cms) });
   t.equal(r.status, 200);
-  t.match(r.json, { valid: true, code: 'OK', gbtCode: 0, level: 2, form: 'gbt35275', judgedAtSource: 'signingTime', content: b64(CONTENT) });
+  t.match(r.json, { valid: true, code: 'OK', gbtCode: 0, level: 2, form: 'gbt35275', judgedAtSource: 'now', content: b64(CONTENT) });
   t.match(r.json.signer, { serial: sm2.serial, commonName: 'sm2-verify', employeeId: 'E-sm2-verify' });
   t.equal(r.json.chain.length, 3, 'leaf, issuing CA, root');
   t.equal(r.json.revocation.ok, true);
@@ -100,7 +100,7 @@ t.test('POST /verify/raw and /verify/certificate', async (t) => {
   t.match((await ca.api('POST', '/verify/raw', { certificate: b64(ec.der), data: b64(Buffer.from('x')), signature: b64(ecSig) })).json, { valid: false, code: 'SIGNATURE_INVALID', gbtCode: 0x0400000c });
   t.match((await ca.api('POST', '/verify/raw', { certificate: b64(ec.der), digest: b64(Buffer.alloc(20)), signature: b64(ecSig) })).json, { valid: false, code: 'DIGEST_LENGTH_INVALID' });
   t.match((await ca.api('POST', '/verify/raw', { certificate: b64(Buffer.from('garbage')), data: b64(CONTENT), signature: b64(ecSig) })).json, { valid: false, code: 'CERT_DECODE_FAILED', gbtCode: 0x04000008 });
-  t.match((await ca.api('POST', '/verify/raw', { certificate: b64(ec.der), data: b64(CONTENT), signature: b64(ecSig), at: '2001-01-01T00:00:00Z' })).json, { valid: false, code: 'CERT_NOT_YET_VALID', judgedAtSource: 'signingTime' });
+  t.match((await ca.api('POST', '/verify/raw', { certificate: b64(ec.der), data: b64(CONTENT), signature: b64(ecSig), at: '2001-01-01T00:00:00Z' })).json, { valid: false, code: 'CERT_NOT_YET_VALID', judgedAtSource: 'request' });
   t.match((await ca.api('POST', '/verify/raw', { certificate: b64(ec.der), data: b64(CONTENT), signature: b64(ecSig), at: '2099-01-01T00:00:00+08:00' })).json, { valid: false, code: 'CERT_EXPIRED' });
 
   problem(t, await ca.api('POST', '/verify/raw', { certSerial: '0123456789abcdef0123', data: b64(CONTENT), signature: b64(sig) }), 404, 'CERT_NOT_FOUND');
@@ -131,7 +131,8 @@ t.test('revoked through the API: CERT_REVOKED at level 2 after the revocation, v
   t.match(r.json.revocation.certificates[0], { status: 'revoked', source: 'appliance-ca', reason: 'keyCompromise' });
   t.match((await ca.api('POST', '/verify/cms', { cms: b64(after), level: 1 })).json, { valid: true });
   t.match((await ca.api('POST', '/verify/cms', { cms: b64(after), level: 0 })).json, { valid: true });
-  t.match((await ca.api('POST', '/verify/cms', { cms: b64(before) })).json, { valid: true, code: 'OK' }, 'signed before the revocation: valid at its signing time');
+  t.match((await ca.api('POST', '/verify/cms', { cms: b64(before) })).json, { valid: false, code: 'CERT_REVOKED', judgedAtSource: 'now' }, 'a signer-claimed earlier signingTime proves nothing');
+  t.match((await ca.api('POST', '/verify/cms', { cms: b64(before), at: new Date(Date.now() - 60_000).toISOString() })).json, { valid: true, code: 'OK', judgedAtSource: 'request' }, 'judged at a time the caller vouches for, before the revocation');
   t.match((await ca.api('POST', '/verify/certificate', { certificate: k.pem })).json, { valid: false, code: 'CERT_REVOKED' });
 });
 

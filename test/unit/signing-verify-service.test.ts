@@ -83,7 +83,7 @@ t.test('verification service', async (t) => {
       t.equal(r.gbtCode, 0);
       t.equal(r.level, 2);
       t.equal(r.form, name.startsWith('SM2 GB') ? 'gbt35275' : 'rfc5652');
-      t.equal(r.judgedAtSource, 'signingTime');
+      t.equal(r.judgedAtSource, 'now', 'no time-stamp: judged now, not at the signer-claimed time');
       t.equal(r.content, CONTENT.toString('base64'), `${name}: original extracted`);
       t.match(r.signer, { serial: k.serial, commonName: k === sm2 ? 'sm2-doctor' : k === ec ? 'ec-doctor' : 'rsa-doctor', employeeId: /^E-/, departmentId: 'D-icu' });
       t.equal(r.chain?.length, 3, 'leaf, issuing, root');
@@ -165,12 +165,12 @@ t.test('verification service', async (t) => {
 
   await t.test('certificate validity, unknown issuer, levels', async (t) => {
     const future = await signCms({ signer: ec.signer, certificate: ec.der, content: CONTENT, detached: false, form: 'rfc5652', signingTime: new Date('2099-01-01T00:00:00Z') });
-    const f = await svc.verifyCms({ cms: future });
+    const f = await svc.verifyCms({ cms: future, at: new Date('2099-01-01T00:00:00Z') });
     t.equal(f.code, 'CERT_EXPIRED');
     t.equal(f.gbtCode, 0x04000009);
     t.equal(check(f, 'certificateValidity')?.label, '证书有效期');
     const past = await signCms({ signer: ec.signer, certificate: ec.der, content: CONTENT, detached: false, form: 'rfc5652', signingTime: new Date('2001-01-01T00:00:00Z') });
-    const p = await svc.verifyCms({ cms: past, level: 0 });
+    const p = await svc.verifyCms({ cms: past, level: 0, at: new Date('2001-01-01T00:00:00Z') });
     t.equal(p.code, 'CERT_NOT_YET_VALID');
     t.equal(p.gbtCode, 0x0400000a);
     t.equal(check(p, 'chain')?.ok, null, 'chain not checked at level 0');
@@ -267,7 +267,13 @@ t.test('verification service', async (t) => {
     // Judged at a claimed time.
     const past = await svc.verifyRaw({ certificate: ec.der, data: CONTENT, signature: sEc, at: new Date('2001-01-01Z') });
     t.equal(past.code, 'CERT_NOT_YET_VALID');
-    t.equal(past.judgedAtSource, 'signingTime');
+    t.equal(past.judgedAtSource, 'request');
+
+    // A signer-claimed signingTime is reported, never used as the judging time (it could backdate).
+    const backdated = await svc.verifyCms({ cms: await signCms({ signer: ec.signer, certificate: ec.der, content: CONTENT, detached: false, form: 'rfc5652', signingTime: new Date('2001-01-01Z') }) });
+    t.ok(backdated.valid, `backdated claim ignored: ${backdated.code}`);
+    t.equal(backdated.judgedAtSource, 'now');
+    t.equal(backdated.signingTime, '2001-01-01T00:00:00.000Z');
   });
 
   await t.test('revocation by level, and a time-stamp that predates it', async (t) => {
@@ -295,13 +301,15 @@ t.test('verification service', async (t) => {
     const revokedAt = new Date(Date.now() + 2_000);
     await fx.store.certs.update(k.serial, (cur) => ({ ...cur!, status: 'revoked', revocation: { time: revokedAt.toISOString(), reason: 'keyCompromise', by: 'test' }, updatedAt: new Date().toISOString() }));
     const after = await signCms({ signer: k.signer, certificate: k.der, content: CONTENT, detached: false, form: 'gbt35275', signingTime: new Date(revokedAt.getTime() + 5_000) });
-    const l2 = await svc.verifyCms({ cms: after, level: 2 });
+    const afterRevocation = new Date(revokedAt.getTime() + 5_000);
+    const l2 = await svc.verifyCms({ cms: after, level: 2, at: afterRevocation });
+    t.equal(l2.judgedAtSource, 'request');
     t.equal(l2.code, 'CERT_REVOKED');
     t.equal(l2.gbtCode, 0x0400000b);
     t.equal(check(l2, 'revocation')?.label, '证书状态');
     t.match(check(l2, 'revocation')?.reason, /revoked/);
-    t.ok((await svc.verifyCms({ cms: after, level: 1 })).valid, 'still valid at level 1');
-    t.ok((await svc.verifyCms({ cms: after, level: 0 })).valid, 'still valid at level 0');
+    t.ok((await svc.verifyCms({ cms: after, level: 1, at: afterRevocation })).valid, 'still valid at level 1');
+    t.ok((await svc.verifyCms({ cms: after, level: 0, at: afterRevocation })).valid, 'still valid at level 0');
     const raw = await svc.verifyRaw({ certificate: k.der, data: CONTENT, signature: await k.signer.sign(CONTENT), at: new Date(revokedAt.getTime() + 1) });
     t.equal(raw.code, 'CERT_REVOKED', 'raw, judged after the revocation');
 
@@ -319,7 +327,7 @@ t.test('verification service', async (t) => {
     t.equal(w.code, 'TIMESTAMP_INVALID');
     t.equal(check(w, 'timestampImprint')?.ok, false);
     t.equal(check(w, 'timestampImprint')?.label, '时间戳摘要');
-    t.equal(w.judgedAtSource, 'signingTime', 'a bad time-stamp is not used as the judging time');
+    t.equal(w.judgedAtSource, 'now', 'a bad time-stamp is not used as the judging time');
     // A garbage token.
     const g = await svc.verifyCms({ cms: withUnsignedAttribute(before, OID_SIGNATURE_TIMESTAMP_TOKEN, Buffer.from('3003020101', 'hex')) });
     t.equal(g.code, 'TIMESTAMP_INVALID');

@@ -8,8 +8,8 @@ import { appCommands } from './app.js';
 import { keysListCommand } from './keys.js';
 import { caCommands } from './ca.js';
 import { staffCommands } from './staff.js';
-import { signingKeyCommands } from './signing-keys.js';
 import { trustCommands } from './trust.js';
+import { signingKeyCommands } from './signing-keys.js';
 
 const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand, ...caCommands, ...staffCommands, ...signingKeyCommands, ...trustCommands];
 

@@ -4,7 +4,7 @@
 //   POST /verify/raw          {certificate? (PEM or base64 DER) | certSerial? (hex), data? | digest? (base64),
 //                              signature (base64), sm2Id? (UTF-8), hash? (sha256|sha384|sha512),
 //                              rsaPadding? (pkcs1|pss), level? (0|1|2, default 2), at? (ISO 8601)}
-//   POST /verify/cms          {cms (base64 DER or PEM), content? (base64, the original of a detached CMS), level?}
+//   POST /verify/cms          {cms (base64 DER or PEM), content? (base64, the original of a detached CMS), level?, at? (ISO 8601: a time the caller vouches for; used when there is no time-stamp)}
 //   POST /verify/certificate  {certificate, level?, at?}
 //   POST /verify/batch        {items: [{type: 'raw'|'cms'|'certificate', …the fields above}]}, 1–1000 items
 //
@@ -135,7 +135,8 @@ function verifyCms(svc: VerificationService, b: Body): Promise<VerificationRepor
   if (b.cms === undefined) throw httpError(VerifyRequestCodes.SIGNATURE_REQUIRED, 400, '缺少 cms（签名消息）', 'cms is required', { detail: { field: 'cms' } });
   const content = optionalBytes(b, 'content');
   const l = level(b);
-  return svc.verifyCms({ cms: pemOrBase64('cms', b.cms, CMS_LABELS), ...(content ? { content } : {}), ...(l !== undefined ? { level: l } : {}) });
+  const when = at(b);
+  return svc.verifyCms({ cms: pemOrBase64('cms', b.cms, CMS_LABELS), ...(content ? { content } : {}), ...(l !== undefined ? { level: l } : {}), ...(when ? { at: when } : {}) });
 }
 
 function validateCertificate(svc: VerificationService, b: Body): Promise<VerificationReport> {

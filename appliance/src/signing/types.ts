@@ -154,9 +154,14 @@ export interface VerificationReport {
   level: VerifyLevel;
   form: 'raw' | 'gbt35275' | 'rfc5652';
   signer?: SignerIdentity;
-  /** The time certificate validity and revocation were judged at, and where it came from. */
+  /**
+   * The time certificate validity and revocation were judged at, and where it came from: the
+   * genTime of a valid signature time-stamp, a time the caller asserts (`at` — e.g. the evidence
+   * store's own receipt time), or now. The signer's signingTime attribute is reported but never
+   * used: the signer asserts it, so a stolen key could backdate with it (ETSI EN 319 102-1 §5.6.2).
+   */
   judgedAt: string;
-  judgedAtSource: 'timestamp' | 'signingTime' | 'now';
+  judgedAtSource: 'timestamp' | 'request' | 'now';
   signingTime?: string;
   timestamp?: { genTime: string; tsa: string; serial: string; ok: boolean; reason?: string };
   checks: ReportCheck[];
@@ -243,6 +248,8 @@ export interface CmsVerifyRequest {
   /** The original, for detached CMS. */
   content?: Buffer;
   level?: VerifyLevel;
+  /** A time the caller vouches for (used when the CMS has no valid signature time-stamp); default now. */
+  at?: Date;
 }
 
 export interface CertificateValidationRequest {

@@ -6,8 +6,10 @@
 // (RevocationChecker: our CA directly, imported CRLs, OCSP).
 //
 // The judging time (GB/T 38629: a signature is valid when its certificate was valid when it was
-// made): the genTime of a valid signature time-stamp (CAdES-T, ETSI EN 319 122-1 §5.3), else the
-// signingTime signed attribute (RFC 5652 §11.3), else now; raw signatures: the claimed `at`.
+// made): the genTime of a valid signature time-stamp (CAdES-T, ETSI EN 319 122-1 §5.3), else a
+// time the caller vouches for (`at`), else now. The signingTime attribute (RFC 5652 §11.3) is
+// reported, never trusted: the signer asserts it, so a stolen key could backdate signatures past
+// its revocation (ETSI EN 319 102-1 §5.6.2: only a proof of existence moves the judging time).
 //
 // Never throws for a bad signature or certificate: the report says which check failed, `code`
 // names the first failure and `gbtCode` its GB/T 38629 Annex B code (report-codes.ts). Throws a
@@ -355,6 +357,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     if (!nonEmpty(req?.cms)) throw requestError(VerifyRequestCodes.SIGNATURE_REQUIRED, 400, '缺少 CMS 签名', 'the CMS signature is missing');
     const level = checkLevel(req.level);
     if (req.content !== undefined && !Buffer.isBuffer(req.content)) invalid('content 必须是字节', 'content must be bytes', 'content');
+    if (req.at !== undefined && !(req.at instanceof Date && !Number.isNaN(req.at.getTime()))) invalid('at 必须是时间', 'at must be a valid time', 'at');
     let sd: ParsedSignedData | undefined;
     try {
       sd = parseSignedData(req.cms);
@@ -386,8 +389,8 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
       checks.skip('timestamp', 'no signature time-stamp');
     }
 
-    const judgedAtSource: VerificationReport['judgedAtSource'] = ts?.ok && ts.genTime ? 'timestamp' : r.signingTime ? 'signingTime' : 'now';
-    const judgedAt = judgedAtSource === 'timestamp' ? ts!.genTime! : judgedAtSource === 'signingTime' ? r.signingTime! : now;
+    const judgedAtSource: VerificationReport['judgedAtSource'] = ts?.ok && ts.genTime ? 'timestamp' : req.at ? 'request' : 'now';
+    const judgedAt = judgedAtSource === 'timestamp' ? ts!.genTime! : judgedAtSource === 'request' ? req.at! : now;
 
     const parsed = r.certificate ? readCert(r.certificate) : undefined;
     const cert = parsed && typeof parsed !== 'string' ? parsed : undefined;
@@ -453,7 +456,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     const at = checkAt(req.at);
     const certDer = await certificateFor(req);
     const judgedAt = at ?? clock();
-    const judgedAtSource = at ? 'signingTime' : 'now';
+    const judgedAtSource = at ? 'request' : 'now';
     const checks = new Checks();
     const base = { level, form: 'raw' as const, judgedAt: judgedAt.toISOString(), judgedAtSource: judgedAtSource as VerificationReport['judgedAtSource'] };
 
@@ -519,7 +522,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     const at = checkAt(req.at);
     const judgedAt = at ?? clock();
     const checks = new Checks();
-    const base = { level, form: 'raw' as const, judgedAt: judgedAt.toISOString(), judgedAtSource: (at ? 'signingTime' : 'now') as VerificationReport['judgedAtSource'] };
+    const base = { level, form: 'raw' as const, judgedAt: judgedAt.toISOString(), judgedAtSource: (at ? 'request' : 'now') as VerificationReport['judgedAtSource'] };
     const parsed = readCert(req.certificate);
     if (typeof parsed === 'string') {
       checks.add('certificateFormat', false, ReportCodes.CERT_DECODE_FAILED, `not a DER X.509 certificate: ${parsed}`);
