@@ -26,6 +26,7 @@ import { createTsaTokenRepository } from './tsa-token-repository.js';
 import { createTrustRepository } from './trust-repository.js';
 import type { TrustRepository } from '../signing/trust-store.js';
 import { createHeldKeyRepository, type HeldKeyRepository } from './held-key-repository.js';
+import { LmdbMerkleRepository } from './merkle-repository.js';
 import type { TsaTokenRepository } from '../tsa/types.js';
 import type { CaRepository, CertificateRepository } from '../pki/types.js';
 import type { DepartmentRepository, StaffRepository } from '../staff/types.js';
@@ -42,6 +43,8 @@ export interface Store {
   trustCas: TrustRepository;
   /** Signing keys held for apps (held-key-repository.ts). */
   heldKeys: HeldKeyRepository;
+  /** The evidence Merkle log (merkle-repository.ts); appendInTransaction for same-transaction appends. */
+  merkle: LmdbMerkleRepository;
   keys: KeyRegistry;
   nonces: NonceRepository;
   audit: AuditLog;
@@ -84,6 +87,8 @@ const DB_NAMES = [
   'trust-cas',
   // signing keys held for apps (held-key-repository.ts)
   'held-keys', 'held-keys-by-label', 'held-keys-by-cert',
+  // evidence Merkle log (merkle-repository.ts)
+  'merkle-nodes',
 ] as const;
 type DbName = (typeof DB_NAMES)[number];
 
@@ -165,6 +170,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       tsaTokens: createTsaTokenRepository(dbs['tsa-tokens'], writer),
       trustCas: createTrustRepository(dbs['trust-cas'], auditStorage, writer),
       heldKeys: createHeldKeyRepository({ keys: dbs['held-keys'], byLabel: dbs['held-keys-by-label'], byCert: dbs['held-keys-by-cert'] }, auditStorage, writer),
+      merkle: new LmdbMerkleRepository(dbs['merkle-nodes'], writer),
 
       async check() {
         assertOpen(state);
