@@ -14,6 +14,9 @@ PACKAGES=(
   gpsd               # GPS time source; tests run a private gpsd fed with NMEA over TCP
   gpsd-clients       # gpspipe/cgps, to look at a receiver by hand
   chrony             # NTP status (chronyc tracking); tests run private chronyd -x pairs
+  poppler-utils      # pdfsig: the peer that checks signed evidence reports (tests)
+  libnss3-tools      # certutil: the NSS trust store pdfsig reads (tests)
+  fonts-wqy-microhei # CJK TrueType font embedded (subset) in evidence reports
   make
   g++                # node-gyp builds the native addons
   python3
