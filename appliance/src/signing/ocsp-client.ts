@@ -12,7 +12,8 @@
 //     freshness check covers it); thisUpdate not in the future and nextUpdate not passed
 //     (§4.2.2.1, with CLOCK_SKEW_MS tolerance), or without nextUpdate a thisUpdate at most
 //     MAX_AGE_MS old;
-//   - answers are cached until their nextUpdate (none cached without one).
+//   - answers are cached until their nextUpdate but at most maxCacheMs (5 min): a responder's
+//     nextUpdate is often a day away, and a revocation must not stay unseen that long.
 // Failures reject with an OcspClientError (code + reason); the checker reports them as 'unknown'.
 import { randomBytes } from 'node:crypto';
 import { readCertificate, type CertificateInfo } from '../asn1/certificate.js';
@@ -67,7 +68,11 @@ export interface OcspClientDeps {
   log?: Logger;
   /** Tests: a fixed nonce source. */
   nonce?: () => Buffer;
+  /** Longest an answer is reused, even when its nextUpdate is later; default 5 minutes. */
+  maxCacheMs?: number;
 }
+
+export const OCSP_MAX_CACHE_MS = 5 * 60_000;
 
 export const OCSP_TIMEOUT_MS = 5_000;
 const MAX_RESPONSE = 1024 * 1024;
@@ -105,7 +110,8 @@ export function createOcspClient(deps: OcspClientDeps = {}): OcspClient {
   const clock = deps.clock ?? (() => new Date());
   const log = deps.log ?? rootLog;
   const newNonce = deps.nonce ?? (() => randomBytes(16));
-  const cache = new Map<string, OcspAnswer>();
+  const maxCacheMs = deps.maxCacheMs ?? OCSP_MAX_CACHE_MS;
+  const cache = new Map<string, { answer: OcspAnswer; until: number }>();
 
   async function post(url: string, body: Buffer): Promise<Buffer> {
     let res: Response;
@@ -180,7 +186,7 @@ export function createOcspClient(deps: OcspClientDeps = {}): OcspClient {
       const key = `${url}\n${issuer.subjectDer.toString('hex')}\n${issuer.publicKeyInfo.toString('hex')}\n${cert.serial}`;
       const now = clock();
       const hit = cache.get(key);
-      if (hit && hit.nextUpdate && hit.nextUpdate.getTime() > now.getTime()) return { ...hit, fromCache: true };
+      if (hit && hit.until > now.getTime()) return { ...hit.answer, fromCache: true };
       cache.delete(key);
 
       const nonce = newNonce();
@@ -219,7 +225,7 @@ export function createOcspClient(deps: OcspClientDeps = {}): OcspClient {
         signer: signer.who,
         fromCache: false,
       };
-      if (answer.nextUpdate && answer.nextUpdate.getTime() > t) cache.set(key, answer);
+      if (answer.nextUpdate && answer.nextUpdate.getTime() > t) cache.set(key, { answer, until: Math.min(answer.nextUpdate.getTime(), t + maxCacheMs) });
       return answer;
     },
   };
