@@ -223,32 +223,10 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 export function verifyInclusion(h: MerkleHasher, leafHash: Uint8Array, index: number, size: number, proof: readonly Uint8Array[], root: Uint8Array): boolean {
   try {
-    if (!isCount(index) || !isCount(size) || !isHash(h, leafHash) || !isHash(h, root) || !isPath(h, proof)) return false;
-    // 1. leaf_index ≥ tree_size fails.
-    if (index >= size) return false;
-    // 2.–3.
-    let fn = index;
-    let sn = size - 1;
-    let r: Uint8Array = leafHash;
-    // 4.
-    for (const p of proof) {
-      if (sn === 0) return false;
-      if (fn % 2 === 1 || fn === sn) {
-        r = h.node(p, r);
-        if (fn % 2 === 0) {
-          while (fn % 2 === 0 && fn !== 0) {
-            fn /= 2;
-            sn = Math.floor(sn / 2);
-          }
-        }
-      } else {
-        r = h.node(r, p);
-      }
-      fn = Math.floor(fn / 2);
-      sn = Math.floor(sn / 2);
-    }
-    // 5.
-    return sn === 0 && sameBytes(r, root);
+    if (!isHash(h, root)) return false;
+    const r = rootFromInclusion(h, leafHash, index, size, proof);
+    // 5. sn = 0 (checked in rootFromInclusion) and r = root_hash.
+    return r !== undefined && sameBytes(r, root);
   } catch {
     return false;
   }
@@ -294,11 +272,10 @@ export function verifyConsistency(
       if (fn % 2 === 1 || fn === sn) {
         fr = h.node(c, fr);
         sr = h.node(c, sr);
-        if (fn % 2 === 0) {
-          while (fn % 2 === 0 && fn !== 0) {
-            fn /= 2;
-            sn = Math.floor(sn / 2);
-          }
+        // If LSB(fn) is not set, right-shift fn and sn until LSB(fn) is set or fn is 0.
+        while (fn % 2 === 0 && fn !== 0) {
+          fn /= 2;
+          sn = Math.floor(sn / 2);
         }
       } else {
         sr = h.node(sr, c);
@@ -313,17 +290,25 @@ export function verifyConsistency(
   }
 }
 
-/** The root implied by an inclusion proof (for reports: "this leaf, this path → this root"). */
+/**
+ * The root that an inclusion proof implies — steps 1–4 of RFC 9162 §2.1.3.2 and the sn = 0 test
+ * of step 5 — or undefined when the proof cannot be one for (index, size). For reports: "this
+ * leaf, this path → this root".
+ */
 export function rootFromInclusion(h: MerkleHasher, leafHash: Uint8Array, index: number, size: number, proof: readonly Uint8Array[]): Buffer | undefined {
-  // Same walk as verifyInclusion, returning r instead of comparing it.
-  if (!isCount(index) || !isCount(size) || index >= size || !isHash(h, leafHash) || !isPath(h, proof)) return undefined;
+  if (!isCount(index) || !isCount(size) || !isHash(h, leafHash) || !isPath(h, proof)) return undefined;
+  // 1. leaf_index ≥ tree_size fails.
+  if (index >= size) return undefined;
+  // 2.–3.
   let fn = index;
   let sn = size - 1;
   let r: Buffer = Buffer.from(leafHash);
+  // 4.
   for (const p of proof) {
     if (sn === 0) return undefined;
     if (fn % 2 === 1 || fn === sn) {
       r = h.node(p, r);
+      // If LSB(fn) is not set, right-shift fn and sn until LSB(fn) is set or fn is 0.
       while (fn % 2 === 0 && fn !== 0) {
         fn /= 2;
         sn = Math.floor(sn / 2);
@@ -334,6 +319,7 @@ export function rootFromInclusion(h: MerkleHasher, leafHash: Uint8Array, index: 
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
+  // 5. (first half) sn must be 0.
   return sn === 0 ? r : undefined;
 }
 
