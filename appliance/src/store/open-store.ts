@@ -113,7 +113,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
   const options: RootDatabaseOptionsWithPath & { safeRestore?: boolean } = {
     path,
     readOnly,
-    maxDbs: 32,
+    maxDbs: 64, // a runtime limit (not on disk): room for the evidence store's indexes
     pageSize: 4096,
     // Values are JSON: stable across msgpackr versions, readable by any tool, and the shape
     // a PostgreSQL (jsonb) implementation of the same repositories will keep.

@@ -19,7 +19,7 @@ export type RawDatabaseName = 'apps' | 'apps-by-name' | 'keys' | 'keys-by-label'
 export async function withRawDatabase<T>(dataDir: string, name: RawDatabaseName, fn: (db: RawDatabase) => T | Promise<T>): Promise<T> {
   const path = join(resolve(dataDir), 'db');
   if (!existsSync(join(path, 'data.mdb'))) fail(Codes.STORE_UNAVAILABLE, 503, '没有存储', `no store at ${path}`);
-  const env = open({ path, maxDbs: 32, encoding: 'json' });
+  const env = open({ path, maxDbs: 64, encoding: 'json' });
   try {
     const db = env.openDB({ name, encoding: 'json', ...(name === 'audit' ? { keyEncoding: 'uint32' as const } : {}) });
     return await fn({
