@@ -27,6 +27,7 @@ import { createTrustRepository } from './trust-repository.js';
 import type { TrustRepository } from '../signing/trust-store.js';
 import { createHeldKeyRepository, type HeldKeyRepository } from './held-key-repository.js';
 import { LmdbMerkleRepository } from './merkle-repository.js';
+import { createCheckpointRepository, type CheckpointRepository } from './checkpoint-repository.js';
 import type { TsaTokenRepository } from '../tsa/types.js';
 import type { CaRepository, CertificateRepository } from '../pki/types.js';
 import type { DepartmentRepository, StaffRepository } from '../staff/types.js';
@@ -45,6 +46,8 @@ export interface Store {
   heldKeys: HeldKeyRepository;
   /** The evidence Merkle log (merkle-repository.ts); appendInTransaction for same-transaction appends. */
   merkle: LmdbMerkleRepository;
+  /** Signed, time-stamped checkpoints of the evidence log (checkpoint-repository.ts). */
+  evidenceCheckpoints: CheckpointRepository;
   keys: KeyRegistry;
   nonces: NonceRepository;
   audit: AuditLog;
@@ -89,6 +92,8 @@ const DB_NAMES = [
   'held-keys', 'held-keys-by-label', 'held-keys-by-cert',
   // evidence Merkle log (merkle-repository.ts)
   'merkle-nodes',
+  // signed, time-stamped checkpoints of the evidence log (checkpoint-repository.ts)
+  'evidence-checkpoints',
 ] as const;
 type DbName = (typeof DB_NAMES)[number];
 
@@ -171,6 +176,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       trustCas: createTrustRepository(dbs['trust-cas'], auditStorage, writer),
       heldKeys: createHeldKeyRepository({ keys: dbs['held-keys'], byLabel: dbs['held-keys-by-label'], byCert: dbs['held-keys-by-cert'] }, auditStorage, writer),
       merkle: new LmdbMerkleRepository(dbs['merkle-nodes'], writer),
+      evidenceCheckpoints: createCheckpointRepository(dbs['evidence-checkpoints'], writer),
 
       async check() {
         assertOpen(state);
