@@ -19,6 +19,24 @@ const verifyAsync = promisify(nodeVerify) as (
   sig: Buffer,
 ) => Promise<boolean>;
 
+/**
+ * Parsed public keys by SPKI: parsing (createPublicKey) cost as much as the verification itself
+ * on the YQ1 auth path, where the same few app keys verify every request. Bounded: cleared when full.
+ */
+const KEY_CACHE_MAX = 1024;
+const keyCache = new Map<string, KeyObject>();
+
+function publicKeyObject(spki: Buffer): KeyObject {
+  const id = spki.toString('base64');
+  let key = keyCache.get(id);
+  if (!key) {
+    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+    keyCache.set(id, key);
+  }
+  return key;
+}
+
 function badKey(en: string, cause?: unknown): never {
   throw new YiqianError(Codes.INVALID_KEY, 400, { zh: '公钥无效', en }, undefined, { cause });
 }
@@ -118,7 +136,7 @@ export async function verifySignature(algorithm: KeyAlgorithm, spki: Buffer, dat
     if (opts.prehashed) return ecdsaVerifyDigest(curve, info.key, data, signature);
     let key: KeyObject;
     try {
-      key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+      key = publicKeyObject(spki);
     } catch (e) {
       return badKey('EC public key rejected', e);
     }
@@ -131,7 +149,7 @@ export async function verifySignature(algorithm: KeyAlgorithm, spki: Buffer, dat
 
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+    key = publicKeyObject(spki);
   } catch (e) {
     return badKey('RSA public key rejected', e);
   }
