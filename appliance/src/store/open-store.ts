@@ -27,6 +27,7 @@ import { createTrustRepository } from './trust-repository.js';
 import type { TrustRepository } from '../signing/trust-store.js';
 import { createHeldKeyRepository, type HeldKeyRepository } from './held-key-repository.js';
 import { LmdbMerkleRepository } from './merkle-repository.js';
+import { evidenceHotTier, type EvidenceHotTier } from './evidence-repository.js';
 import { createCheckpointRepository, type CheckpointRepository } from './checkpoint-repository.js';
 import type { TsaTokenRepository } from '../tsa/types.js';
 import type { CaRepository, CertificateRepository } from '../pki/types.js';
@@ -46,6 +47,8 @@ export interface Store {
   heldKeys: HeldKeyRepository;
   /** The evidence Merkle log (merkle-repository.ts); appendInTransaction for same-transaction appends. */
   merkle: LmdbMerkleRepository;
+  /** Evidence records, hot tier (evidence-repository.ts): openEvidenceRepository adds the cold env. */
+  evidenceHot: EvidenceHotTier;
   /** Signed, time-stamped checkpoints of the evidence log (checkpoint-repository.ts). */
   evidenceCheckpoints: CheckpointRepository;
   keys: KeyRegistry;
@@ -92,6 +95,8 @@ const DB_NAMES = [
   'held-keys', 'held-keys-by-label', 'held-keys-by-cert',
   // evidence Merkle log (merkle-repository.ts)
   'merkle-nodes',
+  // evidence records, hot tier (evidence-repository.ts; the cold tier has its own env)
+  'evidence-records', 'evidence-index', 'evidence-by-project', 'evidence-rejections', 'evidence-rejections-by-project',
   // signed, time-stamped checkpoints of the evidence log (checkpoint-repository.ts)
   'evidence-checkpoints',
 ] as const;
@@ -176,6 +181,10 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
       trustCas: createTrustRepository(dbs['trust-cas'], auditStorage, writer),
       heldKeys: createHeldKeyRepository({ keys: dbs['held-keys'], byLabel: dbs['held-keys-by-label'], byCert: dbs['held-keys-by-cert'] }, auditStorage, writer),
       merkle: new LmdbMerkleRepository(dbs['merkle-nodes'], writer),
+      evidenceHot: evidenceHotTier(
+        { records: dbs['evidence-records'], index: dbs['evidence-index'], byProject: dbs['evidence-by-project'], rejections: dbs['evidence-rejections'], rejectionsByProject: dbs['evidence-rejections-by-project'] },
+        writer,
+      ),
       evidenceCheckpoints: createCheckpointRepository(dbs['evidence-checkpoints'], writer),
 
       async check() {
