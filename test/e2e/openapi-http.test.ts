@@ -3,9 +3,11 @@
 // the worked examples of docs/api-reference.md — curl, openssl and docs/examples/yq1-request.sh —
 // run as written, top to bottom in one directory, against `yiqian serve` on a fresh data dir.
 // Only the setup block's placeholders (where the appliance is, which app calls) are replaced.
+// The held keys the page says an administrator made (yiqian signing-key create) and svs.appId
+// are set up here the same way before the appliance starts.
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { cli, fetchRaw, serve, tempDataDir, type Served } from '../helpers/appliance.js';
 
@@ -27,12 +29,29 @@ t.teardown(async () => {
 t.before(async () => {
   const init = cli(['init', '--data', data, '--json']);
   if (init.code !== 0) throw new Error(init.stderr);
-  server = await serve(data);
   mkdirSync(work);
   const created = cli(['app', 'create', '--data', data, '--name', 'EMR 电子病历', '--key-out', join(tmp, 'app.key'), '--json']);
   if (created.code !== 0) throw new Error(created.stderr);
   appId = JSON.parse(created.stdout).id;
   copyFileSync(join(tmp, 'app.key'), join(work, 'app.key'));
+  // The held keys the signing, envelope and GB/T 38629 examples use, made as the page says an
+  // administrator makes them, and the binding pointed at the same app (svs.appId).
+  writeFileSync(join(tmp, 'code.txt'), 'hospital-2026');
+  const keys: string[][] = [
+    ['--label', 'org-sm2', '--kind', 'organisation', '--cn', '某某市人民医院', '--access-code-file', join(tmp, 'code.txt')],
+    ['--label', 'seal-ecdsa', '--kind', 'seal', '--alg', 'ecdsa-p256', '--cn', '某某市人民医院 电子公章'],
+    ['--label', 'org-rsa', '--kind', 'organisation', '--alg', 'rsa-2048', '--cn', '某某市人民医院 RSA'],
+    ['--label', 'records-enc', '--kind', 'department', '--usage', 'encrypt', '--alg', 'rsa-2048', '--cn', '病案室'],
+  ];
+  for (const k of keys) {
+    const r = cli(['signing-key', 'create', '--data', data, '--grant', appId, ...k]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  }
+  const configFile = join(data, 'config.json');
+  const config = JSON.parse(readFileSync(configFile, 'utf8'));
+  config.svs = { enabled: true, appId, allow: ['127.0.0.0/8', '::1/128'] };
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
+  server = await serve(data);
 });
 
 t.test('GET /api/openapi.json: public, the file byte for byte, conditional GET', async (t) => {
@@ -133,6 +152,31 @@ const EXAMPLES: Array<[operationId: string, ...expect: RegExp[]]> = [
   ['timeStampSm2', /Status: Granted/, /Hash Algorithm: sm3/],
   ['getTimeStampToken', /"identity": "ecdsa"/],
   ['getTimeStatus', /"state"/],
+  ['listSigningKeys', /org-sm2\torganisation\tsign\tsm2\ttrue/, /records-enc\tdepartment\tencrypt\trsa-2048/],
+  ['getSigningKey', /"label": "seal-ecdsa"/, /"hierarchy": "ecdsa"/],
+  ['getSigningKeyCertificate', /org-rsa\.pem: OK/, /CN=某某市人民医院 RSA/],
+  ['signRaw', /^ECDSA-SHA256$/m, /Verified OK[^]*Verified OK/],
+  ['signCms', /CMS Verification successful[^]*CMS Verification successful/, /attached content intact/, /"form":"rfc5652".*"timestamp":\{"genTime"/, /:1\.2\.156\.10197\.6\.1\.4\.2\.2/],
+  ['signBatch', /\{"succeeded":2,"failed":1\}/, /^2\tfalse\tKEY_NOT_FOUND$/m],
+  ['importTrustedCa', /"source":"imported","anchor":true/],
+  ['listTrustedCas', /^appliance\ttrue\t.*SM2 Root CA/m, /^imported\ttrue\tCN=Example Staff CA/m],
+  ['getTrustedCa', /"crlFetchHours":12/],
+  ['uploadTrustedCaCrl', /"number":"1".*"source":"upload"/],
+  ['fetchTrustedCaCrl', /"number":"2".*"source":"fetch".*"lastFetchError":null/],
+  ['removeTrustedCa', /^removed$/m, /^TRUST_CA_BUILTIN$/m, /HTTP 409/],
+  ['verifyRaw', /\{"valid":true,"code":"OK","gbtCode":0/, /"code":"SIGNATURE_INVALID","gbtCode":67108876,"failed":\["签名未改"\]/],
+  ['verifyCms', /"valid":true,"code":"OK","form":"rfc5652","judgedAtSource":"now","signer":"CN=王医生","revocation":\[\["good","crl"\]\]/, /^revocation\t证书状态\ttrue$/m, /original extracted/, /"valid":true,"code":"OK","form":"gbt35275".*"judgedAtSource":"request"/],
+  ['verifyCertificate', /"valid":true,"code":"OK","level":2,"chain":\["CN=王医生"/, /"code":"CERT_REVOKED","gbtCode":67108875/],
+  ['verifyBatch', /\{"count":4,"valid":2,"invalid":1,"errors":1\}/, /^2\tCERT_REVOKED$/m, /^3\tSIGNATURE_REQUIRED$/m],
+  ['sealEnvelope', /"form":"rfc5083","contentEncryption":"AES-256-GCM","keyEncryption":"RSAES-OAEP-SHA256"/, /opened by openssl/],
+  ['openEnvelope', /opened by the appliance/],
+  ['svsExportCert', /^0$/m, /CN=某某市人民医院$/m],
+  ['svsParseCert', /^某某市人民医院$/m, /serial matches openssl/],
+  ['svsValidateCert', /respValue=0&state=0/],
+  ['svsSignData', /Verified OK/],
+  ['svsVerifySignedData', /^respValue=0$/m, /X-Yiqian-Code: SIGNATURE_INVALID/i],
+  ['svsSignMessage', /CMS Verification successful/],
+  ['svsVerifySignedMessage', /^respValue=0\nrespValue=0$/m],
 ];
 
 t.test('every worked example of docs/api-reference.md runs against the appliance', async (t) => {

@@ -3,7 +3,9 @@
 // OCSP/CRL and TSA apps — is an operation of the document, and every operation is a route.
 // Also the document's own structure: JSON, OpenAPI 3.1, every $ref resolves, every operation
 // has operationId / summary / responses / an example, every named error code exists in the
-// code, and docs/api-reference.md has a worked example (an anchor) per operation.
+// code, and docs/api-reference.md has a worked example (an anchor) per operation. The GB/T 38629
+// binding (/svs/<reqType>, one koa catch-all route) is checked by its request types instead: one
+// operation per request type the binding implements, each with the respValue the code answers.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -23,33 +25,14 @@ import { RevocationCodes } from '../../appliance/src/pki/revocation.js';
 import { StaffCodes } from '../../appliance/src/staff/staff-errors.js';
 import { CSR_ALGORITHM_UNSUPPORTED, CSR_MALFORMED, CSR_SIGNATURE_INVALID, KEY_UNSUPPORTED } from '../../appliance/src/asn1/csr.js';
 import { EXTENSION_INVALID } from '../../appliance/src/asn1/certificate.js';
-
-/**
- * Routes that exist but are not described yet, as "METHOD /path/{param}". Other helpers are
- * adding /api/v1/signing-keys, /sign/*, /verify/*, /trust/*, /envelopes/* and /svs/<reqType>
- * right now; they are documented when they land and then removed from here. Keep it empty
- * otherwise: a route in this list that is also documented, or no longer exists, fails.
- */
-const UNDOCUMENTED_FOR_NOW: string[] = [
-  'GET /api/v1/signing-keys',
-  'GET /api/v1/signing-keys/{ref}',
-  'GET /api/v1/signing-keys/{ref}/certificate',
-  'POST /api/v1/sign/batch',
-  'POST /api/v1/sign/cms',
-  'POST /api/v1/sign/raw',
-  'GET /api/v1/trust/cas',
-  'POST /api/v1/trust/cas',
-  'GET /api/v1/trust/cas/{id}',
-  'DELETE /api/v1/trust/cas/{id}',
-  'POST /api/v1/trust/cas/{id}/crl',
-  'POST /api/v1/trust/cas/{id}/crl/fetch',
-  'POST /api/v1/verify/raw',
-  'POST /api/v1/verify/cms',
-  'POST /api/v1/verify/certificate',
-  'POST /api/v1/verify/batch',
-  'POST /api/v1/envelopes/seal',
-  'POST /api/v1/envelopes/open',
-];
+import { HeldKeyCodes } from '../../appliance/src/signing/held-keys.js';
+import { SigningCodes } from '../../appliance/src/signing/sign-service.js';
+import { ReportCodes, VerifyRequestCodes } from '../../appliance/src/signing/report-codes.js';
+import { TrustCodes } from '../../appliance/src/signing/trust-store.js';
+import { CHECK_LABELS } from '../../appliance/src/signing/verify-service.js';
+import { EnvelopeCodes } from '../../appliance/src/signing/envelope.js';
+import { SVS_REQUEST_TYPES, SvsCodes, respValueOf } from '../../appliance/src/signing/svs-codes.js';
+import { OPERATIONS as SVS_OPERATIONS, SVS_PREFIX } from '../../appliance/src/http/svs-binding.js';
 
 const DOC_FILE = resolve(import.meta.dirname, '../../docs/openapi.json');
 const REFERENCE_FILE = resolve(import.meta.dirname, '../../docs/api-reference.md');
@@ -196,6 +179,12 @@ t.test('every error code the document names is a code the appliance has, with a 
     ...Object.values(IssuanceCodes),
     ...Object.values(RevocationCodes),
     ...Object.values(StaffCodes),
+    ...Object.values(HeldKeyCodes),
+    ...Object.values(SigningCodes),
+    ...Object.values(VerifyRequestCodes),
+    ...Object.values(TrustCodes),
+    ...Object.values(EnvelopeCodes),
+    ...Object.values(SvsCodes),
     CSR_MALFORMED, CSR_SIGNATURE_INVALID, CSR_ALGORITHM_UNSUPPORTED, KEY_UNSUPPORTED, EXTENSION_INVALID, TSA_NOT_ALLOWED,
   ]);
   const check = (where: string, codes: Record<string, number> | undefined, responses: Record<string, unknown> | undefined): void => {
@@ -217,15 +206,48 @@ t.test('every error code the document names is a code the appliance has, with a 
   }
 });
 
+t.test('the VerificationReport schema follows signing/: every verdict code, check name and label', async (t) => {
+  const report = doc.components.schemas.VerificationReport;
+  t.same([...report.properties.code.enum].sort(), Object.values(ReportCodes).sort(), 'code: the ReportCodes of report-codes.ts');
+  const check = doc.components.schemas.ReportCheck;
+  t.same([...check.properties.name.enum].sort(), Object.keys(CHECK_LABELS).sort(), 'check names: CHECK_LABELS of verify-service.ts');
+  for (const label of Object.values(CHECK_LABELS)) t.ok(check.properties.label.description.includes(label), `label ${label} listed`);
+  t.same([...report.required].sort(), ['checks', 'code', 'form', 'gbtCode', 'judgedAt', 'judgedAtSource', 'level', 'valid'], 'the fields every report has');
+});
+
 t.test('every registered route is documented, and every documented operation is a route', async (t) => {
   const registered = registeredRoutes();
   const documented = documentedOperations().map((o) => o.key).sort();
   t.ok(registered.includes(`GET ${OPENAPI_PATH}`), 'the document itself is served');
   t.ok(registered.includes('GET /api/v1/whoami') && registered.includes('POST /tsa/sm2') && registered.includes('GET /ocsp/{request}'), 'routes of every app were found');
-  const waiting = new Set(UNDOCUMENTED_FOR_NOW);
-  t.same(registered.filter((r) => !documented.includes(r) && !waiting.has(r)), [], 'registered but not in docs/openapi.json');
-  t.same(documented.filter((d) => !registered.includes(d)), [], 'in docs/openapi.json but no such route');
-  t.same(UNDOCUMENTED_FOR_NOW.filter((r) => documented.includes(r) || !registered.includes(r)), [], 'UNDOCUMENTED_FOR_NOW holds only real, undocumented routes');
+  const svs = (k: string): boolean => k.split(' ')[1].startsWith(`${SVS_PREFIX}/`);
+  t.same(registered.filter((r) => !documented.includes(r)), [], 'registered but not in docs/openapi.json');
+  t.same(documented.filter((d) => !registered.includes(d) && !svs(d)), [], 'in docs/openapi.json but no such route');
+});
+
+t.test('the GB/T 38629 binding: one form-urlencoded operation per implemented request type, with the respValues the code answers', async (t) => {
+  const implemented = Object.keys(SVS_OPERATIONS).sort();
+  t.ok(implemented.length >= 7, `${implemented.length} request types implemented`);
+  const ops = documentedOperations().filter((o) => o.path.startsWith(`${SVS_PREFIX}/`));
+  t.same(ops.map((o) => o.key).sort(), implemented.map((n) => `POST ${SVS_PREFIX}/${n}`).sort(), 'exactly the implemented request types, POST only');
+  for (const { key, path, op } of ops) {
+    const name = path.slice(SVS_PREFIX.length + 1);
+    t.ok((SVS_REQUEST_TYPES as readonly string[]).includes(name), `${key}: a GB/T 38629 request type`);
+    t.equal(op.operationId, `svs${name[0].toUpperCase()}${name.slice(1)}`, `${key}: operationId`);
+    t.ok(op.summary.startsWith(`${SVS_REQUEST_TYPES.indexOf(name as never)} ${name} `), `${key}: summary starts with the request type's number`);
+    t.same(op.security, [], `${key}: no app signature (keys by keyIndex + keyValue)`);
+    t.same(Object.keys(op.requestBody.content), ['application/x-www-form-urlencoded'], `${key}: form-urlencoded request`);
+    t.ok(op.responses['200'].content['application/x-www-form-urlencoded'], `${key}: form-urlencoded answer`);
+    t.match(op.responses['200'].content['application/x-www-form-urlencoded'].example, /^respValue=0(&|$)/, `${key}: the example answer succeeds`);
+    // Each documented failure is answered with the respValue the binding's table gives its code.
+    const values = Object.entries<number>(op['x-resp-values'] ?? {});
+    t.ok(values.length > 0, `${key}: x-resp-values`);
+    for (const [code, rv] of values) t.equal(respValueOf(code, 400), rv, `${key}: ${code} → 0x${rv.toString(16)}`);
+  }
+  // The request types left out answer SVS_REQUEST_TYPE_UNSUPPORTED, and the document says so.
+  const missing = SVS_REQUEST_TYPES.filter((n) => !implemented.includes(n));
+  for (const n of missing) t.notOk(doc.paths[`${SVS_PREFIX}/${n}`], `${n}: not implemented, not documented as an operation`);
+  if (missing.length) t.match(doc.tags.find((x: any) => x.name === 'gbt38629')?.description ?? '', /SVS_REQUEST_TYPE_UNSUPPORTED/, 'the tag says what the multi-part types answer');
 });
 
 t.test('docs/api-reference.md has a worked example for every operation', async (t) => {
