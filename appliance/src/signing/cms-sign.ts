@@ -22,6 +22,8 @@ export interface SignCmsInput {
   /** SM2 only; ECDSA and RSA are always RFC 5652. */
   form: CmsForm;
   signingTime?: Date;
+  /** Leave out the signingTime attribute: PAdES (ETSI EN 319 142-1 §5.2.1) forbids it, the PDF's M entry carries the time. */
+  omitSigningTime?: boolean;
   /** The certificate's IssuerAndSerialNumber and ESSCertIDv2 hash, prepared once (cmsSignerIdentity) so hot paths do not re-parse it. */
   identity?: CmsSignerIdentity;
   /**
@@ -96,7 +98,7 @@ export async function signCms(input: SignCmsInput): Promise<Buffer> {
   );
   const signedAttrs = setOf([
     attribute(OID_CONTENT_TYPE, oid(dataOid)),
-    attribute(OID_SIGNING_TIME, signingTimeValue(input.signingTime ?? new Date())),
+    ...(input.omitSigningTime ? [] : [attribute(OID_SIGNING_TIME, signingTimeValue(input.signingTime ?? new Date()))]),
     attribute(OID_MESSAGE_DIGEST, octets(digest(alg.hash, input.content))),
     attribute(OID_SIGNING_CERTIFICATE_V2, seq(seq(essCertId))),
   ]);
