@@ -59,6 +59,9 @@ import { ClockGate } from '../../firmware-bridge/timesource/clock-gate.js';
 import { clockAuditEntry, clockReadiness } from '../../firmware-bridge/timesource/clock-report.js';
 import { registerClockMetrics } from '../../firmware-bridge/timesource/clock-metrics.js';
 import { DEVELOPMENT_NOTICE, type OpenTimeSource } from '../../firmware-bridge/timesource/time-source.js';
+import { createProjects, type ProjectAdmin, type ProjectDataRemover } from './evidence/projects.js';
+import { evidenceProjectRouter, type PermissionCheck } from './http/evidence-project-routes.js';
+import { evidenceStatsRouter } from './http/evidence-stats-routes.js';
 
 export const TLS_CERT_FILE = 'tls/device.pem';
 /** The TLS certificate's chain up to, not including, the root (the ECDSA issuing CA). */
@@ -365,6 +368,131 @@ export function buildSvsApp(a: Appliance): RequestListener {
   }).callback();
 }
 
+// ---- evidence projects and statistics (issue 6, items 5–6) -------------------------------
+
+const evidenceProjectsOf = new WeakMap<object, ProjectAdmin>();
+
+/**
+ * Evidence projects over the store (the 'default' project appears with
+ * evidence.defaultRetentionYears on first use). `records` removes a deleted project's records
+ * from both tiers with their blobs; without it only projects with no stored records can be
+ * deleted. One instance per appliance object (memoised) unless `records` is given.
+ */
+export function buildEvidenceProjects(a: Pick<Appliance, 'store' | 'config'>, records?: ProjectDataRemover): ProjectAdmin {
+  const memo = records === undefined ? evidenceProjectsOf.get(a) : undefined;
+  if (memo) return memo;
+  const projects = createProjects({
+    projects: a.store.evidenceProjects,
+    counters: a.store.evidenceCounters,
+    audit: a.store.audit,
+    defaultRetentionYears: a.config.evidence.defaultRetentionYears,
+    ...(records ? { records } : {}),
+  });
+  if (records === undefined) evidenceProjectsOf.set(a, projects);
+  return projects;
+}
+
+/** Whether an app holds a permission (`yiqian app permit`), read afresh on every request. */
+export function appPermissionCheck(a: Pick<Appliance, 'store'>): PermissionCheck {
+  return async (appId, permission) => ((await a.store.apps.get(appId))?.permissions ?? []).includes(permission);
+}
+
+/**
+ * The evidence records' project deletion (both tiers and blobs) for the CLI, which holds no
+ * running service; undefined until the records repository offers removeProject.
+ */
+export async function openEvidenceRecordsRemover(_a: { store: Store; config: Config; dataDir: string }): Promise<(ProjectDataRemover & { close(): Promise<void> }) | undefined> {
+  return undefined;
+}
+
+// ---- evidence files and signed downloads (issue 6, items 1–2) ----------------------------
+
+/** The blob directory: evidence.blobPath (absolute or relative to the data dir), default <data>/blobs. */
+export function evidenceBlobPath(a: Pick<Appliance, 'dataDir' | 'config'>): string {
+  return resolveInData(a.dataDir, a.config.evidence.blobPath ?? 'blobs');
+}
+
+export interface EvidenceFiles {
+  blobs: FsBlobStore;
+  /** Mount in apiRouters (POST /evidence/files, GET /evidence/records/:id/download-url). */
+  router: Router<any>;
+  /** The public download app: startServer routes isEvidenceDownloadPath on the HTTPS listener to it. */
+  downloadApp: RequestListener;
+}
+
+/**
+ * Streamed file uploads into the content-addressed blob store (removing stale temp files of a
+ * crash), and signed download URLs under an HSM-wrapped HMAC-SM3 key. `records` is the evidence
+ * records repository (store/evidence-repository.ts): appends, rejections and lookups.
+ */
+export async function buildEvidenceFiles(a: Appliance, records: FileRecordStore & RecordLookup): Promise<EvidenceFiles> {
+  const blobs = await openBlobStore(evidenceBlobPath(a));
+  const wrapper = isSecretWrapper(a.custody) ? a.custody : undefined;
+  const urls = createDownloadUrlSigner({ meta: a.store.meta, wrapper, ttlSeconds: a.config.evidence.downloadUrlSeconds });
+  const files = createFileIngest({
+    blobs,
+    records,
+    projects: buildEvidenceProjects(a),
+    patientIds: buildPatientIds(a),
+    verification: buildVerification(a),
+    maxFileBytes: a.config.evidence.maxFileBytes,
+  });
+  return {
+    blobs,
+    router: evidenceFileRouter({ files, records, urls }),
+    downloadApp: createEvidenceDownloadApp({ urls, records, blobs, limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight } }).callback(),
+  };
+}
+
+// ---- evidence records (issue 6, items 1–2, 7, 9) ---------------------------------------
+
+const patientIdsOf = new WeakMap<object, PatientIdProtector>();
+
+/** Patient-id sealing under an HSM-wrapped data key; one instance per appliance (memoised: one first-use key). */
+export function buildPatientIds(a: Pick<Appliance, 'store' | 'custody'>): PatientIdProtector {
+  let p = patientIdsOf.get(a);
+  if (!p) {
+    p = createPatientIdProtector({ meta: a.store.meta, wrapper: isSecretWrapper(a.custody) ? a.custody : undefined });
+    patientIdsOf.set(a, p);
+  }
+  return p;
+}
+
+/** The cold tier's LMDB directory: evidence.coldPath (absolute or relative to the data dir), default <data>/evidence-cold. */
+export function evidenceColdPath(a: Pick<Appliance, 'dataDir' | 'config'>): string {
+  return resolveInData(a.dataDir, a.config.evidence.coldPath ?? 'evidence-cold');
+}
+
+/** The evidence store's services; other evidence builders extend this (startServer builds it once). */
+export interface Evidence {
+  /** Records in both tiers (hot in the store, cold at evidenceColdPath). */
+  repository: EvidenceRepository;
+  ingest: EvidenceIngest;
+  records: EvidenceRecords;
+  files: EvidenceFiles;
+  /** Closes the cold env (startServer's stop, after the listeners and jobs). */
+  close(): Promise<void>;
+}
+
+/** Verify-then-store ingestion, queries and re-verification over both tiers, and files (buildEvidenceFiles). */
+export async function buildEvidence(a: Appliance): Promise<Evidence> {
+  const repository = await openEvidenceRepository({ hot: a.store.evidenceHot, merkle: a.store.merkle, counters: a.store.evidenceCounters, coldPath: evidenceColdPath(a) });
+  try {
+    const files = await buildEvidenceFiles(a, repository);
+    const common = { verification: buildVerification(a), trust: buildTrust(a).store, patientIds: buildPatientIds(a) };
+    return {
+      repository,
+      ingest: createEvidenceIngest({ ...common, records: repository, projects: buildEvidenceProjects(a), blobs: files.blobs }),
+      records: createEvidenceRecords({ ...common, records: repository, blobs: files.blobs }),
+      files,
+      close: () => repository.close(),
+    };
+  } catch (e) {
+    await repository.close();
+    throw e;
+  }
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -374,6 +502,8 @@ export interface ApiServices {
   revocation: Revocation;
   /** The TSA, for CAdES-T signature time-stamps (without it, timestamp requests get TIMESTAMP_UNAVAILABLE). */
   tsa?: TsaService;
+  /** Removes a deleted evidence project's records from both tiers (the evidence records repository). */
+  evidenceRecords?: ProjectDataRemover;
 }
 
 /**
@@ -393,6 +523,8 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     verifyRouter({ verification: buildVerification(a) }),
     signRouter({ signing: buildSigning(a, s.tsa) }),
     buildEnvelopeRouter(a),
+    evidenceProjectRouter({ projects: buildEvidenceProjects(a, s.evidenceRecords), hasPermission: appPermissionCheck(a) }),
+    evidenceStatsRouter({ counters: a.store.evidenceCounters, hasPermission: appPermissionCheck(a) }),
   ];
 }
 

@@ -81,10 +81,31 @@ function statusCmd(verb: 'freeze' | 'unfreeze' | 'delete', summary: string): Com
   };
 }
 
+function permitCmd(verb: 'permit' | 'unpermit'): Command {
+  return {
+    name: `app ${verb}`,
+    summary: verb === 'permit' ? 'give an app a permission (evidence-admin: manage evidence projects over HTTP)' : 'take a permission away from an app',
+    usage: 'APP_ID PERMISSION --data DIR [--json]',
+    options: { ...dataOption, ...jsonOption },
+    help: { ...dataHelp, ...jsonHelp },
+    async run(values, positionals) {
+      if (positionals.length !== 2) throw new UsageError(`yiqian app ${verb} takes APP_ID PERMISSION (e.g. evidence-admin)`);
+      const [id, permission] = positionals;
+      return withStore(values, async (store) => {
+        const app = await createAppService(store)[verb](id, permission, CLI_ACTOR);
+        if (values.json) console.log(JSON.stringify(app));
+        else console.log(`app ${app.id}: permissions ${(app.permissions ?? []).join(', ') || '(none)'}`);
+      });
+    },
+  };
+}
+
 export const appCommands: Command[] = [
   createCmd,
   listCmd,
   statusCmd('freeze', 'freeze an app: its requests get 403 APP_FROZEN'),
   statusCmd('unfreeze', 'unfreeze an app'),
   statusCmd('delete', 'delete an app (its key no longer authenticates)'),
+  permitCmd('permit'),
+  permitCmd('unpermit'),
 ];

@@ -10,8 +10,9 @@ import { caCommands } from './ca.js';
 import { staffCommands } from './staff.js';
 import { trustCommands } from './trust.js';
 import { signingKeyCommands } from './signing-keys.js';
+import { evidenceCommands } from './evidence.js';
 
-const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand, ...caCommands, ...staffCommands, ...signingKeyCommands, ...trustCommands];
+const commands: Command[] = [initCommand, serveCommand, configCheckCommand, ...appCommands, keysListCommand, ...caCommands, ...staffCommands, ...signingKeyCommands, ...trustCommands, ...evidenceCommands];
 
 function overview(): string {
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
@@ -19,9 +20,9 @@ function overview(): string {
     ...commands.map((c) => `  ${c.name.padEnd(width)}${c.summary}`)].join('\n');
 }
 
-/** Longest command name that prefixes argv ("app create" before "app"). */
+/** Longest command name that prefixes argv ("evidence project create" before "app create" before "app"). */
 function findCommand(argv: string[]): { cmd?: Command; rest: string[] } {
-  for (const words of [2, 1]) {
+  for (const words of [3, 2, 1]) {
     const name = argv.slice(0, words).join(' ');
     const cmd = commands.find((c) => c.name === name);
     if (cmd) return { cmd, rest: argv.slice(words) };

@@ -75,6 +75,30 @@ export interface Config {
   tsa: TsaConfig;
   /** The GB/T 38629 HTTP binding (docs/gbt38629.md); absent → defaultSvsConfig(). */
   svs: SvsConfig;
+  /** The evidence store (issue 6); absent → defaultEvidenceConfig(). */
+  evidence: EvidenceConfig;
+}
+
+/** The evidence store (issue 6). Each setting is defaulted on its own, so older config files keep working. */
+export interface EvidenceConfig {
+  /** Retention of the project 'default' (created on first use), and of new projects that name none. 1–100, default 30. */
+  defaultRetentionYears: number;
+}
+
+export function defaultEvidenceConfig(): EvidenceConfig {
+  return { defaultRetentionYears: 30 };
+}
+
+/** Checks (and defaults, key by key) the evidence section; returns its problems. */
+function validateEvidenceConfig(c: Record<string, any>): string[] {
+  if (c.evidence === undefined) c.evidence = defaultEvidenceConfig();
+  const e = c.evidence as Record<string, any>;
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) return ['evidence must be an object'];
+  const d = defaultEvidenceConfig() as unknown as Record<string, unknown>;
+  for (const k of Object.keys(d)) if (e[k] === undefined) e[k] = d[k];
+  const problems: string[] = [];
+  if (!(Number.isInteger(e.defaultRetentionYears) && e.defaultRetentionYears >= 1 && e.defaultRetentionYears <= 100)) problems.push('evidence.defaultRetentionYears must be an integer in 1..100');
+  return problems;
 }
 
 /** The GB/T 38629 signature-server HTTP binding, POST /svs/<reqType> on the HTTPS listener (docs/gbt38629.md). */
@@ -157,6 +181,7 @@ export function defaultConfig(): Config {
     pki: defaultPkiConfig(),
     tsa: defaultTsaConfig(),
     svs: defaultSvsConfig(),
+    evidence: defaultEvidenceConfig(),
   };
 }
 
@@ -231,6 +256,7 @@ export function validateConfig(raw: unknown): Config {
   }
   problems.push(...validateTsaConfig(c));
   problems.push(...validateSvsConfig(c));
+  problems.push(...validateEvidenceConfig(c));
   // Data dirs initialised before the CA existed have no pki section: the defaults apply.
   if (c.pki === undefined) c.pki = defaultPkiConfig();
   if (typeof c.pki !== 'object' || c.pki === null || Array.isArray(c.pki)) {

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { AuditEntry } from '../audit/audit-log.js';
 import { Codes, YiqianError, fail, isYiqianError } from '../errors.js';
 import { log } from '../log.js';
-import type { AppAlgorithm, AppFilter, AppRecord, AppStatus } from '../store/app-repository.js';
+import { APP_PERMISSIONS, type AppAlgorithm, type AppFilter, type AppRecord, type AppStatus } from '../store/app-repository.js';
 import { newId, nowIso } from '../store/ids.js';
 import type { Store } from '../store/open-store.js';
 
@@ -39,7 +39,14 @@ export interface AppService {
   freeze(id: string, actor: string): Promise<AppRecord>;
   unfreeze(id: string, actor: string): Promise<AppRecord>;
   delete(id: string, actor: string): Promise<void>;
+  /** Gives the app a permission (APP_PERMISSIONS, e.g. evidence-admin); APP_PERMISSION_UNKNOWN (400) otherwise. Audited. */
+  permit(id: string, permission: string, actor: string): Promise<AppRecord>;
+  /** Takes a permission away (nothing changes if the app does not hold it, but the act is audited). */
+  unpermit(id: string, permission: string, actor: string): Promise<AppRecord>;
 }
+
+/** A permission name that is not in APP_PERMISSIONS. */
+export const APP_PERMISSION_UNKNOWN = 'APP_PERMISSION_UNKNOWN';
 
 const PROJECT = /^[A-Za-z0-9_.-]{1,64}$/;
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
@@ -69,6 +76,22 @@ export function createAppService(store: Store): AppService {
     try {
       checkActor(actor);
       const app = await store.apps.setStatus(id, status, { audit: { actor, action, target: id, outcome: 'ok', detail: { status } } });
+      return app ?? notFound(id);
+    } catch (e) {
+      await auditFailure(actor, action, id, e);
+      throw e;
+    }
+  }
+
+  async function changePermission(rawId: string, permission: string, actor: string, grant: boolean): Promise<AppRecord> {
+    const action = grant ? 'app.permit' : 'app.unpermit';
+    const id = normaliseId(rawId);
+    try {
+      checkActor(actor);
+      if (!(APP_PERMISSIONS as readonly string[]).includes(permission)) {
+        throw new YiqianError(APP_PERMISSION_UNKNOWN, 400, { zh: `未知的权限 ${String(permission).slice(0, 40)}（可用：${APP_PERMISSIONS.join('、')}）`, en: `unknown permission ${String(permission).slice(0, 40)} (known: ${APP_PERMISSIONS.join(', ')})` }, { allowed: [...APP_PERMISSIONS] });
+      }
+      const app = await store.apps.setPermissions(id, (held) => (grant ? [...held, permission] : held.filter((p) => p !== permission)), { audit: { actor, action, target: id, outcome: 'ok', detail: { permission } } });
       return app ?? notFound(id);
     } catch (e) {
       await auditFailure(actor, action, id, e);
@@ -127,6 +150,9 @@ export function createAppService(store: Store): AppService {
       }
       return store.apps.list(filter);
     },
+
+    permit: (id, permission, actor) => changePermission(id, permission, actor, true),
+    unpermit: (id, permission, actor) => changePermission(id, permission, actor, false),
 
     freeze: (id, actor) => changeStatus(id, actor, 'frozen'),
     unfreeze: (id, actor) => changeStatus(id, actor, 'active'),

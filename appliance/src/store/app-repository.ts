@@ -24,7 +24,13 @@ export interface AppRecord {
   /** ISO 8601 UTC with milliseconds */
   createdAt: string;
   updatedAt: string;
+  /** What the app may do beyond its own project's API, e.g. 'evidence-admin' (APP_PERMISSIONS); absent = none. */
+  permissions?: string[];
 }
+
+/** Permissions an app can be given (`yiqian app permit`). */
+export const APP_PERMISSIONS = ['evidence-admin'] as const;
+export type AppPermission = (typeof APP_PERMISSIONS)[number];
 
 export interface AppFilter {
   project?: string;
@@ -49,6 +55,11 @@ export interface AppRepository {
   setStatus(id: string, status: AppStatus, opts?: AuditedWrite): Promise<AppRecord | undefined>;
   /** The deleted record, or undefined if there was none (then nothing is written). */
   delete(id: string, opts?: AuditedWrite): Promise<AppRecord | undefined>;
+  /**
+   * Sets the app's permissions to change(current) inside the write transaction (kept sorted, no
+   * duplicates; empty removes the field); undefined if there is no such app (nothing written).
+   */
+  setPermissions(id: string, change: (current: string[]) => string[], opts?: AuditedWrite): Promise<AppRecord | undefined>;
 }
 
 type NameKey = [string, string];
@@ -131,6 +142,21 @@ export class LmdbAppRepository implements AppRepository {
     });
   }
 
+  async setPermissions(id: string, change: (current: string[]) => string[], opts: AuditedWrite = {}): Promise<AppRecord | undefined> {
+    if (!lookupable(id)) return undefined;
+    const seal = opts.audit && sealer(opts.audit);
+    return this.writer.durable(() => {
+      const current = this.apps.get(id);
+      if (current === undefined) return undefined;
+      const { permissions: old, ...rest } = current;
+      const perms = [...new Set(change(old ?? []))].sort();
+      const result: AppRecord = { ...rest, ...(perms.length ? { permissions: perms } : {}), updatedAt: nowIso() };
+      void this.apps.put(id, result);
+      if (seal) this.audit.appendInTransaction(seal);
+      return result;
+    });
+  }
+
   async delete(id: string, opts: AuditedWrite = {}): Promise<AppRecord | undefined> {
     if (!lookupable(id)) return undefined;
     const seal = opts.audit && sealer(opts.audit);
@@ -165,5 +191,6 @@ function copy(r: AppRecord): AppRecord {
     status: r.status,
     createdAt: r.createdAt,
     updatedAt: r.updatedAt,
+    ...(Array.isArray(r.permissions) && r.permissions.length ? { permissions: r.permissions.filter((x) => typeof x === 'string') } : {}),
   };
 }

@@ -27,6 +27,8 @@ import { createTrustRepository } from './trust-repository.js';
 import type { TrustRepository } from '../signing/trust-store.js';
 import { createHeldKeyRepository, type HeldKeyRepository } from './held-key-repository.js';
 import { LmdbMerkleRepository } from './merkle-repository.js';
+import { createEvidenceProjectRepository, type EvidenceProjectRepository } from './evidence-project-repository.js';
+import { LmdbEvidenceCounters } from './evidence-counters.js';
 import { evidenceHotTier, type EvidenceHotTier } from './evidence-repository.js';
 import { createCheckpointRepository, type CheckpointRepository } from './checkpoint-repository.js';
 import type { TsaTokenRepository } from '../tsa/types.js';
@@ -49,6 +51,10 @@ export interface Store {
   merkle: LmdbMerkleRepository;
   /** Evidence records, hot tier (evidence-repository.ts): openEvidenceRepository adds the cold env. */
   evidenceHot: EvidenceHotTier;
+  /** Evidence projects (evidence-project-repository.ts). */
+  evidenceProjects: EvidenceProjectRepository;
+  /** Evidence statistics counters, updated inside record/rejection transactions (evidence-counters.ts). */
+  evidenceCounters: LmdbEvidenceCounters;
   /** Signed, time-stamped checkpoints of the evidence log (checkpoint-repository.ts). */
   evidenceCheckpoints: CheckpointRepository;
   keys: KeyRegistry;
@@ -97,6 +103,8 @@ const DB_NAMES = [
   'merkle-nodes',
   // evidence records, hot tier (evidence-repository.ts; the cold tier has its own env)
   'evidence-records', 'evidence-index', 'evidence-by-project', 'evidence-rejections', 'evidence-rejections-by-project',
+  // evidence projects and statistics counters (evidence-project-repository.ts, evidence-counters.ts)
+  'evidence-projects', 'evidence-counters',
   // signed, time-stamped checkpoints of the evidence log (checkpoint-repository.ts)
   'evidence-checkpoints',
 ] as const;
@@ -167,6 +175,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
 
     const writer = new Writer(env, state);
     const auditStorage = new LmdbAuditStorage(dbs.audit as Database<AuditRecord, number>, dbs.meta, writer);
+    const evidenceProjects = createEvidenceProjectRepository(dbs['evidence-projects'], auditStorage, writer);
     const store: Store = {
       apps: new LmdbAppRepository(dbs.apps as Database<AppRecord, string>, dbs['apps-by-name'], auditStorage, writer),
       keys: new LmdbKeyRegistry(dbs.keys as Database<KeyRecord, string>, dbs['keys-by-label'], writer),
@@ -185,6 +194,8 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
         { records: dbs['evidence-records'], index: dbs['evidence-index'], byProject: dbs['evidence-by-project'], rejections: dbs['evidence-rejections'], rejectionsByProject: dbs['evidence-rejections-by-project'] },
         writer,
       ),
+      evidenceProjects,
+      evidenceCounters: new LmdbEvidenceCounters(dbs['evidence-counters'], writer, { retentionYearsInTxn: (p) => evidenceProjects.getInTxn(p)?.retentionYears }),
       evidenceCheckpoints: createCheckpointRepository(dbs['evidence-checkpoints'], writer),
 
       async check() {
