@@ -41,7 +41,8 @@ export interface EvidenceRecord {
   /** Digest of the original (for 'file': SM3 computed while streaming). Lower-case hex. */
   contentDigest: { algorithm: EvidenceDigestAlgorithm; value: string };
   /** The original, when it was sent (signature records with the original, files): content-addressed blob. */
-  original?: { blobId: string; bytes: number; mediaType?: string };
+  /** fileName: as the uploader named it (files), used for Content-Disposition on download; not in the leaf. */
+  original?: { blobId: string; bytes: number; mediaType?: string; fileName?: string };
   /** Signature records (and files with a detached signature). Binary fields base64 DER. */
   signature?: {
     format: 'cms' | 'raw';

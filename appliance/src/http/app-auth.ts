@@ -62,6 +62,25 @@ function unauthorized(code: string, zh: string, en: string, detail?: Record<stri
   return httpError(code, 401, zh, en, { detail, headers: { 'WWW-Authenticate': WWW_AUTHENTICATE } });
 }
 
+/** Header naming the body hash of a streamed upload, which the signature is checked against before the body is read. */
+export const BODY_HASH_HEADER = 'X-YQ1-Body-Hash';
+
+/**
+ * A streamed body (body-reader.ts `streamed`) is not read before authentication, so the client
+ * declares hex(HASH(body)) in X-YQ1-Body-Hash and the signature is verified over the usual
+ * canonical string with that value: nobody without the key gets a byte written. The route hashes
+ * the bytes as they arrive and refuses at the end when they differ (ctx.state.declaredBodyHash).
+ */
+function declaredBodyHash(ctx: Parameters<Middleware<HttpState>>[0], scheme: 'YQ1-SM2-SM3' | 'YQ1-ECDSA-SHA256'): string {
+  const value = ctx.get(BODY_HASH_HEADER).trim();
+  if (!/^[0-9a-f]{64}$/.test(value)) {
+    const reason = `a streamed upload needs ${BODY_HASH_HEADER}: the 64 lower-case hex digits of the body's ${scheme === 'YQ1-SM2-SM3' ? 'SM3' : 'SHA-256'}`;
+    throw unauthorized(Codes.MALFORMED_AUTH, `Authorization 格式错误：${reason}`, `malformed Authorization: ${reason}`, { reason });
+  }
+  ctx.state.declaredBodyHash = { algorithm: scheme === 'YQ1-SM2-SM3' ? 'sm3' : 'sha256', hex: value };
+  return value;
+}
+
 export function appAuth(opts: AppAuthOptions): Middleware<HttpState> {
   const clock = opts.clock ?? Date.now;
   const maxSkewMs = opts.maxSkewMs ?? YQ1_MAX_SKEW_MS;
@@ -95,7 +114,7 @@ export function appAuth(opts: AppAuthOptions): Middleware<HttpState> {
     const scheme = schemeForAlgorithm(app.algorithm);
     if (scheme !== auth.scheme) throw badSignature('签名方案与应用密钥算法不符', 'scheme does not match the app key algorithm');
 
-    const tbs = canonicalString(ctx.method, ctx.originalUrl, auth.ts, auth.nonce, bodyHashHex(scheme, ctx.state.rawBody));
+    const tbs = canonicalString(ctx.method, ctx.originalUrl, auth.ts, auth.nonce, ctx.state.bodyStreamed ? declaredBodyHash(ctx, scheme) : bodyHashHex(scheme, ctx.state.rawBody));
     let ok: boolean;
     try {
       ok = await verifySignature(app.algorithm as 'sm2' | 'ecdsa-p256', Buffer.from(app.publicKeyInfo, 'base64'), Buffer.from(tbs, 'utf8'), auth.signature);

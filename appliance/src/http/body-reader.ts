@@ -76,9 +76,25 @@ export function expectsBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
 }
 
-export function bodyReader(limit: number = DEFAULT_BODY_LIMIT): Middleware<HttpState> {
+/**
+ * `streamed(method, path)`: routes whose body is left unread on ctx.req for the route to stream
+ * (ctx.state.bodyStreamed); app-auth then binds it through the declared X-YQ1-Body-Hash.
+ */
+export function bodyReader(limit: number = DEFAULT_BODY_LIMIT, streamed?: (method: string, path: string) => boolean): Middleware<HttpState> {
   return async (ctx, next) => {
     const req = ctx.req;
+    if (streamed?.(ctx.method, ctx.path)) {
+      const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase().slice(0, 40);
+      if (encoding !== 'identity') {
+        throw httpError(Codes.UNSUPPORTED_MEDIA_TYPE, 415, `不支持的内容编码：${encoding}`, `unsupported Content-Encoding: ${encoding}`, {
+          detail: { contentEncoding: encoding },
+          headers: { Connection: 'close' },
+        });
+      }
+      ctx.state.rawBody = Buffer.alloc(0);
+      ctx.state.bodyStreamed = true;
+      return next();
+    }
     if (!expectsBody(req)) {
       ctx.state.rawBody = Buffer.alloc(0);
       return next();

@@ -48,6 +48,8 @@ export interface ApiDeps {
   clock?: () => number;
   /** Capability routers, mounted under /api/v1 behind app authentication. */
   routers?: Router<any>[];
+  /** Routes whose request body is streamed by the route instead of read into memory (evidence file uploads; body-reader.ts). */
+  streamedBody?: (method: string, path: string) => boolean;
   /** Shown on every response (X-Yiqian-Notice) and in /healthz, /readyz; e.g. "development appliance". */
   devNotice?: string;
   /** Defaults to the process-wide registry of metrics.ts. */
@@ -89,7 +91,7 @@ export function createApiApp(deps: ApiDeps): Koa<HttpState> {
   app.use(problems(m));
   app.use(timeout(limits.timeoutMs));
   app.use(overload({ maxInFlight: limits.maxInFlight, exempt: (path) => UNGATED.has(path) }));
-  app.use(bodyReader(limits.bodyBytes));
+  app.use(bodyReader(limits.bodyBytes, deps.streamedBody));
   app.use(appAuth({ apps: deps.apps, nonces: deps.nonces, metrics: m, clock: deps.clock }));
   app.use(parseJsonBody());
 

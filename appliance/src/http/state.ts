@@ -19,6 +19,17 @@ export interface HttpState {
   rawBody: Buffer;
   /** Set by app-auth.ts on /api/ requests. */
   app?: AuthenticatedApp;
+  /**
+   * Set by body-reader.ts on a streamed-body route (ApiDeps.streamedBody): the body is NOT in
+   * rawBody but still unread on ctx.req, for the route to stream (evidence file uploads).
+   */
+  bodyStreamed?: boolean;
+  /**
+   * Set by app-auth.ts on a streamed-body request: the body hash the YQ1 signature was verified
+   * with, as the client declared it in X-YQ1-Body-Hash. The route MUST hash the bytes it reads
+   * and refuse (401 BAD_SIGNATURE, keeping nothing) when they differ (docs/api-auth.md §2.1).
+   */
+  declaredBodyHash?: { algorithm: 'sm3' | 'sha256'; hex: string };
 }
 
 declare module 'koa' {
