@@ -1,0 +1,172 @@
+// Patient ids in evidence records (issue 6 item 1: "stored encrypted and shown masked"; GB/T
+// 39786-2021 level 3 storage confidentiality, STANDARDS.md §8), in the style of staff/pii.ts:
+//   - sealed with SM4 encrypt-then-MAC (crypto/sealed-sm4.ts) under a 32-byte data key that is
+//     stored only wrapped by the HSM's non-extractable KEK (SecretWrapper), in store meta:
+//       evidence.patientKey             the current key { keyId, alg, wrapped, wrappedBy, createdAt }
+//       evidence.patientKeys.<keyId>    every key ever made, never overwritten
+//     The sealed value is bound (AAD) to its project and record id: moved to another record it
+//     fails its integrity check.
+//   - searchable by a blind index HMAC-SM3(K_idx, "patientId" ‖ 0x00 ‖ the id), K_idx = HKDF-SM3(data
+//     key, info "yiqian evidence patient-id index v1"). The index is in the Merkle leaf
+//     (evidence/leaf.ts), so it must never change for a record: it is computed under the key
+//     that sealed the record, and a query computes it under every key in use (one, normally).
+//   - shown masked: at most the first 2 and last 2 characters, never more than a third.
+import { randomBytes } from 'node:crypto';
+import type { SecretWrapper } from '../crypto/interfaces.js';
+import { hkdf, hmac } from '../crypto/hash.js';
+import { openSm4, sealSm4, sealedKeyId } from '../crypto/sealed-sm4.js';
+import { Codes, YiqianError } from '../errors.js';
+import { log } from '../log.js';
+import type { MetaRepository } from '../store/meta-repository.js';
+import { newId, nowIso } from '../store/ids.js';
+
+export const PATIENT_KEY = 'evidence.patientKey';
+export const PATIENT_KEYS_PREFIX = 'evidence.patientKeys.';
+
+export const PatientIdCodes = {
+  /** The custody cannot wrap data keys: patient ids cannot be stored (503). */
+  PATIENT_KEY_UNAVAILABLE: 'PATIENT_KEY_UNAVAILABLE',
+} as const;
+
+interface PatientKeyRecord {
+  keyId: string;
+  alg: 'sealed-sm4-v1';
+  wrapped: string;
+  wrappedBy: 'hsm-kek';
+  createdAt: string;
+}
+
+export interface SealedPatientId {
+  patientIdSealed: string;
+  patientIdIndex: string;
+  patientIdMasked: string;
+}
+
+export interface PatientIdProtector {
+  /** Seals a plain patient id for record `recordId` of `project`. */
+  seal(project: string, recordId: string, plain: string): Promise<SealedPatientId>;
+  /** Opens a stored one (INTEGRITY_CHECK_FAILED 500 when altered or moved). */
+  open(project: string, recordId: string, sealedB64: string): Promise<string>;
+  /** The blind indexes of a plain id under every key in use (a query matches any of them). */
+  indexes(plain: string): Promise<string[]>;
+}
+
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+const INDEX_INFO = Buffer.from('yiqian evidence patient-id index v1', 'ascii');
+const AAD_PREFIX = 'yiqian.evidence.patientId.v1';
+const log_ = log.child({ component: 'patient-id' });
+
+/** Masked for display: ≥ 7 characters keep the first 2 and last 2; shorter ones keep the last 1 (≥ 4) or nothing. */
+export function maskPatientId(v: string): string {
+  const c = [...v];
+  if (c.length >= 7) return c.slice(0, 2).join('') + '*'.repeat(c.length - 4) + c.slice(-2).join('');
+  if (c.length >= 4) return '*'.repeat(c.length - 1) + c.slice(-1).join('');
+  return '*'.repeat(c.length);
+}
+
+function aad(project: string, recordId: string): Buffer {
+  return Buffer.from(`${AAD_PREFIX}\0${project}\0${recordId}`, 'utf8');
+}
+
+export function createPatientIdProtector(deps: { meta: MetaRepository; wrapper: SecretWrapper | undefined }): PatientIdProtector {
+  const keys = new Map<string, Promise<Buffer>>();
+  let current: Promise<string> | undefined;
+
+  function wrapper(): SecretWrapper {
+    if (!deps.wrapper) {
+      throw new YiqianError(PatientIdCodes.PATIENT_KEY_UNAVAILABLE, 503, {
+        zh: '密钥保管不支持封装数据密钥，无法加密患者标识',
+        en: 'the key custody cannot wrap data keys (no SecretWrapper): patient ids cannot be stored or read',
+      });
+    }
+    return deps.wrapper;
+  }
+
+  async function loadKey(keyId: string): Promise<Buffer> {
+    const rec = await deps.meta.get<PatientKeyRecord>(PATIENT_KEYS_PREFIX + keyId);
+    if (!rec || typeof rec.wrapped !== 'string') {
+      throw new YiqianError(Codes.KEY_NOT_FOUND, 500, { zh: `患者标识数据密钥 ${keyId} 不存在`, en: `patient-id data key ${keyId} is not in the store` }, { keyId });
+    }
+    const key = await wrapper().unwrapSecret(Buffer.from(rec.wrapped, 'base64'));
+    if (key.length !== 32) {
+      key.fill(0);
+      throw new YiqianError(Codes.KEY_UNWRAP_FAILED, 500, { zh: '患者标识数据密钥长度错误', en: `patient-id data key ${keyId} unwrapped to ${key.length} bytes, expected 32` }, { keyId });
+    }
+    return key;
+  }
+
+  function key(keyId: string): Promise<Buffer> {
+    let p = keys.get(keyId);
+    if (!p) {
+      p = loadKey(keyId);
+      keys.set(keyId, p);
+      p.catch(() => keys.delete(keyId)); // an HSM hiccup is not remembered
+    }
+    return p;
+  }
+
+  async function makeOrLoadCurrent(): Promise<string> {
+    const existing = await deps.meta.get<PatientKeyRecord>(PATIENT_KEY);
+    if (existing) return existing.keyId;
+    const fresh = randomBytes(32);
+    const rec: PatientKeyRecord = { keyId: newId(), alg: 'sealed-sm4-v1', wrapped: (await wrapper().wrapSecret(fresh)).toString('base64'), wrappedBy: 'hsm-kek', createdAt: nowIso() };
+    // Archive first: any key that may ever seal a value is findable by its id.
+    await deps.meta.set(PATIENT_KEYS_PREFIX + rec.keyId, rec);
+    if ((await deps.meta.get(PATIENT_KEY)) === undefined) await deps.meta.set(PATIENT_KEY, rec);
+    const winner = (await deps.meta.get<PatientKeyRecord>(PATIENT_KEY))!;
+    if (winner.keyId === rec.keyId) {
+      keys.set(rec.keyId, Promise.resolve(fresh));
+      log_.info({ keyId: rec.keyId }, 'patient-id data key created and stored wrapped under the HSM key-encryption key');
+    } else {
+      fresh.fill(0);
+    }
+    return winner.keyId;
+  }
+
+  async function currentKeyId(): Promise<string> {
+    current ??= makeOrLoadCurrent();
+    try {
+      return await current;
+    } catch (e) {
+      current = undefined;
+      throw e;
+    }
+  }
+
+  function index(dataKey: Buffer, plain: string): string {
+    const k = hkdf('sm3', dataKey, Buffer.alloc(0), INDEX_INFO, 32);
+    return hmac('sm3', k, [Buffer.from('patientId', 'ascii'), Buffer.from([0]), Buffer.from(plain, 'utf8')]).toString('hex');
+  }
+
+  return {
+    async seal(project, recordId, plain) {
+      const keyId = await currentKeyId();
+      const k = await key(keyId);
+      return {
+        patientIdSealed: sealSm4(k, keyId, Buffer.from(plain, 'utf8'), aad(project, recordId)).toString('base64'),
+        patientIdIndex: index(k, plain),
+        patientIdMasked: maskPatientId(plain),
+      };
+    },
+
+    async open(project, recordId, sealedB64) {
+      const sealed = Buffer.from(sealedB64, 'base64');
+      try {
+        const keyId = sealedKeyId(sealed);
+        if (!ULID.test(keyId)) throw new YiqianError(Codes.INTEGRITY_CHECK_FAILED, 500, { zh: '数据完整性校验失败', en: 'sealed value names no patient-id data key' });
+        return openSm4(await key(keyId), sealed, aad(project, recordId)).toString('utf8');
+      } catch (e) {
+        if (e instanceof YiqianError && e.code === Codes.INTEGRITY_CHECK_FAILED) {
+          throw new YiqianError(Codes.INTEGRITY_CHECK_FAILED, 500, { zh: `存证记录 ${recordId} 的患者标识完整性校验失败`, en: `the sealed patient id of evidence record ${recordId} failed its integrity check (altered or moved)` }, { id: recordId }, { cause: e });
+        }
+        throw e;
+      }
+    },
+
+    async indexes(plain) {
+      // Keys in use: the current one (key rotation, when it comes, lists its predecessors here).
+      const id = await currentKeyId();
+      return [index(await key(id), plain)];
+    },
+  };
+}
