@@ -164,12 +164,17 @@ export function checkMetadata(m: unknown): EvidenceMetadata {
   for (const [k, v] of Object.entries(m)) {
     if (!(METADATA_FIELDS as readonly string[]).includes(k)) invalid(`metadata.${k}`, `metadata 不接受字段 ${k}`, `metadata takes ${METADATA_FIELDS.join(', ')}, not ${k}`);
     if (v === undefined) continue;
-    if (typeof v !== 'string' || v.trim().length === 0 || [...v].length > MAX_METADATA_CHARS || /[\u0000-\u001f]/.test(v)) {
+    if (typeof v !== 'string' || v.trim().length === 0 || [...v].length > MAX_METADATA_CHARS || hasControl(v)) {
       invalid(`metadata.${k}`, `metadata.${k} 必须是 1 到 ${MAX_METADATA_CHARS} 个字符`, `metadata.${k} must be 1–${MAX_METADATA_CHARS} characters (no control characters)`);
     }
     out[k as keyof EvidenceMetadata] = v;
   }
   return out;
+}
+
+function hasControl(v: string): boolean {
+  for (let i = 0; i < v.length; i++) if (v.charCodeAt(i) < 0x20) return true;
+  return false;
 }
 
 function checkDigestShape(d: unknown, field: string): DigestInput {
