@@ -313,7 +313,7 @@ export async function renderEvidenceReport(bundle: EvidenceBundle, verdict: Bund
     w.row('总体结论 / Verdict', `${report.valid ? '有效 / valid' : '无效 / invalid'}（${report.code}）`);
     w.row('证书判定时间 / Judged at', `${bothZones(report.judgedAt)}\n依据 / source: ${report.judgedAtSource === 'timestamp' ? '签名时间戳 / signature time-stamp' : report.judgedAtSource === 'request' ? '接收时间 / time of receipt' : '验证时刻 / time of verification'}`);
   } else {
-    w.para('无签名验证报告（摘要/文件存证）。/ No signature verification report (digest or file record).');
+    for (const f of FINDINGS) w.row(`${f.zh} / ${f.en}`, `${STATE(null)}\n摘要/文件存证不含签名；原文未改由原文摘要与存在性证明保证。/ A digest or file record carries no signature; the digest and the inclusion proof stand for the original.`);
   }
 
   w.heading('四、摘要值 / Hashes');
