@@ -59,6 +59,11 @@ import { ClockGate } from '../../firmware-bridge/timesource/clock-gate.js';
 import { clockAuditEntry, clockReadiness } from '../../firmware-bridge/timesource/clock-report.js';
 import { registerClockMetrics } from '../../firmware-bridge/timesource/clock-metrics.js';
 import { DEVELOPMENT_NOTICE, type OpenTimeSource } from '../../firmware-bridge/timesource/time-source.js';
+import { createCheckpointLog, defaultOrigin, type EvidenceCheckpointLog } from './evidence/checkpoint-log.js';
+import { migrateToCold, type ColdMover } from './evidence/tier-migration.js';
+import { JobScheduler } from './jobs/scheduler.js';
+import { evidenceLogRouter, type LoggedRecord } from './http/evidence-log-routes.js';
+import { jobRouter } from './http/job-routes.js';
 import { createProjects, type ProjectAdmin, type ProjectDataRemover } from './evidence/projects.js';
 import { evidenceProjectRouter, type PermissionCheck } from './http/evidence-project-routes.js';
 import { evidenceStatsRouter } from './http/evidence-stats-routes.js';
@@ -493,6 +498,64 @@ export async function buildEvidence(a: Appliance): Promise<Evidence> {
   }
 }
 
+// ---- evidence log checkpoints and scheduled jobs (issue 6, items 3 and 7) -----------------
+
+const checkpointLogOf = new WeakMap<object, EvidenceCheckpointLog>();
+
+/**
+ * The checkpoint log of the evidence Merkle tree (evidence/checkpoint-log.ts): signed by the
+ * 'evidence-log' HSM key (made and certified at first use), stamped by the in-process TSA.
+ * One instance per appliance (memoised): it serialises checkpointNow.
+ */
+export function buildCheckpointLog(a: Pick<Appliance, 'store' | 'custody' | 'pki' | 'config'>, tsa: Pick<TsaService, 'stamp'>): EvidenceCheckpointLog {
+  let cl = checkpointLogOf.get(a);
+  if (!cl) {
+    cl = createCheckpointLog({
+      checkpoints: a.store.evidenceCheckpoints,
+      merkle: a.store.merkle,
+      meta: a.store.meta,
+      custody: a.custody,
+      certificates: a.pki.certificates,
+      tsa,
+      origin: defaultOrigin(a.config.publicBaseUrl),
+      organisation: a.config.pki.organisation,
+    });
+    checkpointLogOf.set(a, cl);
+  }
+  return cl;
+}
+
+/**
+ * The scheduled jobs (jobs/scheduler.ts), started and stopped by startServer:
+ * evidence-checkpoint every evidence.checkpointSeconds, and — given the records repository —
+ * evidence-migration (hot → cold) every evidence.migration.everySeconds.
+ */
+export function buildJobs(a: Pick<Appliance, 'store' | 'config'>, s: { checkpoints: EvidenceCheckpointLog; records?: ColdMover }): JobScheduler {
+  const jobs = new JobScheduler({ meta: a.store.meta });
+  const ev = a.config.evidence;
+  jobs.register({
+    name: 'evidence-checkpoint',
+    description: '签署并加盖时间戳的存证日志检查点 / sign and time-stamp a checkpoint of the evidence log when it grew',
+    intervalMs: ev.checkpointSeconds * 1000,
+    enabled: true,
+    run: async () => {
+      const r = await s.checkpoints.checkpointNow();
+      return r.made ? { made: true, treeSize: r.checkpoint.treeSize, rootHash: r.checkpoint.rootHash } : { made: false, reason: r.reason };
+    },
+  });
+  const records = s.records;
+  if (records) {
+    jobs.register({
+      name: 'evidence-migration',
+      description: `存证记录由热层迁往冷层（${ev.migration.afterDays} 天以上）/ move evidence records older than ${ev.migration.afterDays} days from the hot to the cold tier`,
+      intervalMs: ev.migration.everySeconds * 1000,
+      enabled: true,
+      run: ({ signal }) => migrateToCold(records, { afterDays: ev.migration.afterDays, batchSize: ev.migration.batchSize }, { signal }),
+    });
+  }
+  return jobs;
+}
+
 // ---- the /api/v1 routers ---------------------------------------------------------------
 
 /** The services the /api/v1 capability routers are built over (startServer builds them). */
@@ -502,6 +565,11 @@ export interface ApiServices {
   revocation: Revocation;
   /** The TSA, for CAdES-T signature time-stamps (without it, timestamp requests get TIMESTAMP_UNAVAILABLE). */
   tsa?: TsaService;
+  /** The evidence log's checkpoints (buildCheckpointLog) and the record lookup its inclusion proofs need. */
+  checkpointLog?: EvidenceCheckpointLog;
+  findEvidenceRecord?: (id: string) => Promise<LoggedRecord | undefined>;
+  /** The scheduled jobs (buildJobs), listed and controlled under /api/v1/jobs. */
+  jobs?: JobScheduler;
   /** Removes a deleted evidence project's records from both tiers (the evidence records repository). */
   evidenceRecords?: ProjectDataRemover;
 }
@@ -523,6 +591,8 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     verifyRouter({ verification: buildVerification(a) }),
     signRouter({ signing: buildSigning(a, s.tsa) }),
     buildEnvelopeRouter(a),
+    ...(s.checkpointLog ? [evidenceLogRouter({ checkpoints: s.checkpointLog, merkle: a.store.merkle, findRecord: s.findEvidenceRecord ?? (async () => undefined) })] : []),
+    ...(s.jobs ? [jobRouter({ jobs: s.jobs, audit: a.store.audit, hasPermission: appPermissionCheck(a) })] : []),
     evidenceProjectRouter({ projects: buildEvidenceProjects(a, s.evidenceRecords), hasPermission: appPermissionCheck(a) }),
     evidenceStatsRouter({ counters: a.store.evidenceCounters, hasPermission: appPermissionCheck(a) }),
   ];
@@ -599,12 +669,14 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   const development = a.config.timesource.kind === 'system-trusted';
   const tsa = buildTsa(a);
   await tsa.warmUp();
+  const checkpointLog = buildCheckpointLog(a, tsa);
+  const jobs = buildJobs(a, { checkpoints: checkpointLog });
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
     // Capability routers: add yours in apiRouters() (and its service in ApiServices).
-    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa }),
+    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs }),
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     devNotice: development ? 'development appliance: SoftHSM2 token and system clock' : 'development appliance: SoftHSM2 token',
   });
@@ -655,6 +727,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   }
   revocation.crls.start();
   buildTrust(a).fetcher.start();
+  await jobs.startAll();
   const nonceSweep = setInterval(() => void a.store.nonces.purgeExpired(Date.now()).catch((e: Error) => log.warn({ err: e.message }, 'nonce purge failed')), 60_000);
   nonceSweep.unref();
   let stopping: Promise<void> | undefined;
@@ -671,6 +744,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
         force.unref();
         await closed;
         clearTimeout(force);
+        await jobs.stopAll();
         await revocation.crls.stop();
         await buildTrust(a).fetcher.stop();
         await a.store.audit.append({ actor: 'system', action: 'appliance.stop', outcome: 'ok' }).catch(() => undefined);

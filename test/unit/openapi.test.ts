@@ -48,6 +48,16 @@ const UNDOCUMENTED_FOR_NOW: string[] = [
   'POST /api/v1/evidence/projects/{id}/freeze',
   'POST /api/v1/evidence/projects/{id}/unfreeze',
   'GET /api/v1/evidence/stats',
+  'GET /api/v1/evidence/log/checkpoints',
+  'GET /api/v1/evidence/log/checkpoints/latest',
+  'GET /api/v1/evidence/log/checkpoints/{treeSize}',
+  'GET /api/v1/evidence/records/{id}/inclusion',
+  'GET /api/v1/evidence/log/consistency',
+  'GET /api/v1/jobs',
+  'GET /api/v1/jobs/{name}',
+  'POST /api/v1/jobs/{name}/start',
+  'POST /api/v1/jobs/{name}/stop',
+  'POST /api/v1/jobs/{name}/run',
 ];
 
 const DOC_FILE = resolve(import.meta.dirname, '../../docs/openapi.json');

@@ -83,10 +83,14 @@ export interface Config {
 export interface EvidenceConfig {
   /** Retention of the project 'default' (created on first use), and of new projects that name none. 1–100, default 30. */
   defaultRetentionYears: number;
+  /** Seconds between checkpoints of the evidence log, made only when the tree grew (evidence/checkpoint-log.ts). 1–86400, default 60. */
+  checkpointSeconds: number;
+  /** The hot → cold job (evidence/tier-migration.ts): records older than afterDays (0–36500) move in batches of batchSize (1–10000) every everySeconds (1–604800). */
+  migration: { afterDays: number; batchSize: number; everySeconds: number };
 }
 
 export function defaultEvidenceConfig(): EvidenceConfig {
-  return { defaultRetentionYears: 30 };
+  return { defaultRetentionYears: 30, checkpointSeconds: 60, migration: { afterDays: 365, batchSize: 500, everySeconds: 3600 } };
 }
 
 /** Checks (and defaults, key by key) the evidence section; returns its problems. */
@@ -98,6 +102,19 @@ function validateEvidenceConfig(c: Record<string, any>): string[] {
   for (const k of Object.keys(d)) if (e[k] === undefined) e[k] = d[k];
   const problems: string[] = [];
   if (!(Number.isInteger(e.defaultRetentionYears) && e.defaultRetentionYears >= 1 && e.defaultRetentionYears <= 100)) problems.push('evidence.defaultRetentionYears must be an integer in 1..100');
+  if (!(Number.isInteger(e.checkpointSeconds) && e.checkpointSeconds >= 1 && e.checkpointSeconds <= 86_400)) problems.push('evidence.checkpointSeconds must be an integer in 1..86400');
+  if (typeof e.migration !== 'object' || e.migration === null || Array.isArray(e.migration)) {
+    problems.push('evidence.migration must be an object');
+  } else {
+    const dm = defaultEvidenceConfig().migration;
+    for (const k of ['afterDays', 'batchSize', 'everySeconds'] as const) if (e.migration[k] === undefined) e.migration[k] = dm[k];
+    for (const k of Object.keys(e.migration)) if (!(k in dm)) problems.push(`evidence.migration.${k} is not a setting`);
+    const range = { afterDays: [0, 36_500], batchSize: [1, 10_000], everySeconds: [1, 604_800] } as const;
+    for (const [k, [lo, hi]] of Object.entries(range)) {
+      const v = e.migration[k];
+      if (!(Number.isInteger(v) && v >= lo && v <= hi)) problems.push(`evidence.migration.${k} must be an integer in ${lo}..${hi}`);
+    }
+  }
   return problems;
 }
 
