@@ -67,6 +67,15 @@ import { jobRouter } from './http/job-routes.js';
 import { createProjects, type ProjectAdmin, type ProjectDataRemover } from './evidence/projects.js';
 import { evidenceProjectRouter, type PermissionCheck } from './http/evidence-project-routes.js';
 import { evidenceStatsRouter } from './http/evidence-stats-routes.js';
+import { openBlobStore, type FsBlobStore } from './evidence/blob-store.js';
+import { createFileIngest, type FileRecordStore } from './evidence/file-ingest.js';
+import { createDownloadUrlSigner } from './evidence/signed-url.js';
+import { createEvidenceDownloadApp, evidenceFileRouter, isEvidenceDownloadPath, isEvidenceUploadRequest, type RecordLookup } from './http/evidence-file-routes.js';
+import { createPatientIdProtector, type PatientIdProtector } from './evidence/patient-id.js';
+import { openEvidenceRepository, type EvidenceRepository } from './store/evidence-repository.js';
+import { createEvidenceIngest, type EvidenceIngest } from './evidence/ingest.js';
+import { createEvidenceRecords, type EvidenceRecords } from './evidence/records.js';
+import { evidenceRecordRouter } from './http/evidence-record-routes.js';
 
 export const TLS_CERT_FILE = 'tls/device.pem';
 /** The TLS certificate's chain up to, not including, the root (the ECDSA issuing CA). */
@@ -572,6 +581,10 @@ export interface ApiServices {
   jobs?: JobScheduler;
   /** Removes a deleted evidence project's records from both tiers (the evidence records repository). */
   evidenceRecords?: ProjectDataRemover;
+  /** Evidence file uploads and download URLs (buildEvidenceFiles, given the records repository). */
+  evidenceFiles?: EvidenceFiles;
+  /** Evidence records: ingestion, queries, re-verification (buildEvidence). */
+  evidence?: Pick<Evidence, 'ingest' | 'records'>;
 }
 
 /**
@@ -595,6 +608,8 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     ...(s.jobs ? [jobRouter({ jobs: s.jobs, audit: a.store.audit, hasPermission: appPermissionCheck(a) })] : []),
     evidenceProjectRouter({ projects: buildEvidenceProjects(a, s.evidenceRecords), hasPermission: appPermissionCheck(a) }),
     evidenceStatsRouter({ counters: a.store.evidenceCounters, hasPermission: appPermissionCheck(a) }),
+    ...(s.evidenceFiles ? [s.evidenceFiles.router] : []),
+    ...(s.evidence ? [evidenceRecordRouter({ ingest: s.evidence.ingest, records: s.evidence.records })] : []),
   ];
 }
 
@@ -651,8 +666,9 @@ async function readiness(a: Appliance): Promise<Readiness> {
 }
 
 /** HTTPS serves the public CA objects (/pki/…) too, unauthenticated, from the public app. */
-function httpsHandler(api: RequestListener, publicObjects: RequestListener): RequestListener {
-  return (req, res) => ((req.url ?? '').startsWith('/pki/') ? publicObjects(req, res) : api(req, res));
+function httpsHandler(api: RequestListener, publicObjects: RequestListener, evidenceDownloads?: RequestListener): RequestListener {
+  return (req, res) =>
+    (req.url ?? '').startsWith('/pki/') ? publicObjects(req, res) : evidenceDownloads && isEvidenceDownloadPath(req.url) ? evidenceDownloads(req, res) : api(req, res);
 }
 
 export async function startServer(a: Appliance, opts: ServeOptions = {}): Promise<RunningServer> {
@@ -670,14 +686,17 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   const tsa = buildTsa(a);
   await tsa.warmUp();
   const checkpointLog = buildCheckpointLog(a, tsa);
-  const jobs = buildJobs(a, { checkpoints: checkpointLog });
+  const evidence = await buildEvidence(a);
+  const jobs = buildJobs(a, { checkpoints: checkpointLog, records: evidence.repository });
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
     // Capability routers: add yours in apiRouters() (and its service in ApiServices).
-    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs }),
+    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs, evidence, evidenceFiles: evidence.files, findEvidenceRecord: (id) => evidence.repository.get(id) }),
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
+    // POST /api/v1/evidence/files streams its body (bound by X-YQ1-Body-Hash), never read into memory.
+    streamedBody: isEvidenceUploadRequest,
     devNotice: development ? 'development appliance: SoftHSM2 token and system clock' : 'development appliance: SoftHSM2 token',
   });
   const listen = opts.listen ?? a.config.listen;
@@ -707,7 +726,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   const https = createHttpsServer(
     // The leaf and its issuing CA, not the root (RFC 8446 §4.4.2: the root is the client's own).
     { cert: a.tlsCertPem + a.tlsChainPem, privateKeyEngine: engine.privateKeyEngine, privateKeyIdentifier: engine.privateKeyIdentifier(a.config.device.tlsKeyLabel), minVersion: 'TLSv1.2' },
-    withRevocation(httpsHandler(apiApp.callback(), publicApp.callback())),
+    withRevocation(httpsHandler(apiApp.callback(), publicApp.callback(), evidence.files.downloadApp)),
   );
   const http = createHttpServer(withRevocation(publicApp.callback()));
   for (const s of [https, http]) {
@@ -745,6 +764,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
         await closed;
         clearTimeout(force);
         await jobs.stopAll();
+        await evidence.close();
         await revocation.crls.stop();
         await buildTrust(a).fetcher.stop();
         await a.store.audit.append({ actor: 'system', action: 'appliance.stop', outcome: 'ok' }).catch(() => undefined);

@@ -87,10 +87,18 @@ export interface EvidenceConfig {
   checkpointSeconds: number;
   /** The hot → cold job (evidence/tier-migration.ts): records older than afterDays (0–36500) move in batches of batchSize (1–10000) every everySeconds (1–604800). */
   migration: { afterDays: number; batchSize: number; everySeconds: number };
+  /** Directory of the cold-tier LMDB environment (store/evidence-repository.ts), absolute or relative to the data dir; absent → <data>/evidence-cold. */
+  coldPath?: string;
+  /** Directory of the content-addressed blobs (evidence/blob-store.ts), absolute or relative to the data dir; absent → <data>/blobs. */
+  blobPath?: string;
+  /** Largest uploaded evidence file (bytes), streamed to disk: 1 KiB–16 GiB, default 200 MiB. */
+  maxFileBytes: number;
+  /** Lifetime of a signed download URL (evidence/signed-url.ts): 1–86400 s, default 300. */
+  downloadUrlSeconds: number;
 }
 
 export function defaultEvidenceConfig(): EvidenceConfig {
-  return { defaultRetentionYears: 30, checkpointSeconds: 60, migration: { afterDays: 365, batchSize: 500, everySeconds: 3600 } };
+  return { defaultRetentionYears: 30, checkpointSeconds: 60, migration: { afterDays: 365, batchSize: 500, everySeconds: 3600 }, maxFileBytes: 200 * 1024 * 1024, downloadUrlSeconds: 300 };
 }
 
 /** Checks (and defaults, key by key) the evidence section; returns its problems. */
@@ -103,6 +111,10 @@ function validateEvidenceConfig(c: Record<string, any>): string[] {
   const problems: string[] = [];
   if (!(Number.isInteger(e.defaultRetentionYears) && e.defaultRetentionYears >= 1 && e.defaultRetentionYears <= 100)) problems.push('evidence.defaultRetentionYears must be an integer in 1..100');
   if (!(Number.isInteger(e.checkpointSeconds) && e.checkpointSeconds >= 1 && e.checkpointSeconds <= 86_400)) problems.push('evidence.checkpointSeconds must be an integer in 1..86400');
+  if (e.coldPath !== undefined && (typeof e.coldPath !== 'string' || e.coldPath.trim() === '')) problems.push('evidence.coldPath must be a non-empty path');
+  if (e.blobPath !== undefined && (typeof e.blobPath !== 'string' || e.blobPath.trim() === '')) problems.push('evidence.blobPath must be a non-empty path');
+  if (!(Number.isInteger(e.maxFileBytes) && e.maxFileBytes >= 1024 && e.maxFileBytes <= 16 * 1024 ** 3)) problems.push('evidence.maxFileBytes must be an integer in 1024..17179869184');
+  if (!(Number.isInteger(e.downloadUrlSeconds) && e.downloadUrlSeconds >= 1 && e.downloadUrlSeconds <= 86_400)) problems.push('evidence.downloadUrlSeconds must be an integer in 1..86400');
   if (typeof e.migration !== 'object' || e.migration === null || Array.isArray(e.migration)) {
     problems.push('evidence.migration must be an object');
   } else {
