@@ -76,6 +76,8 @@ import { openEvidenceRepository, type EvidenceRepository } from './store/evidenc
 import { createEvidenceIngest, type EvidenceIngest } from './evidence/ingest.js';
 import { createEvidenceRecords, type EvidenceRecords } from './evidence/records.js';
 import { evidenceRecordRouter } from './http/evidence-record-routes.js';
+import { createReportSigner } from './evidence/pades.js';
+import { evidenceReportRouter } from './http/evidence-report-routes.js';
 
 export const TLS_CERT_FILE = 'tls/device.pem';
 /** The TLS certificate's chain up to, not including, the root (the ECDSA issuing CA). */
@@ -507,6 +509,25 @@ export async function buildEvidence(a: Appliance): Promise<Evidence> {
   }
 }
 
+// ---- evidence reports and proof bundles (issue 6, item 4) -------------------------------
+
+/**
+ * GET /evidence/records/:id/bundle.json and report.pdf over the records repository, the
+ * checkpoint log, the Merkle tree and the trust store; reports are PAdES-signed by the
+ * 'evidence-report' ECDSA key in the HSM (certificate from ecdsa-issuing, made at first use).
+ */
+export function buildEvidenceReportRouter(a: Pick<Appliance, 'store' | 'custody' | 'pki' | 'config'>, evidence: Pick<Evidence, 'repository' | 'files'>, checkpoints: EvidenceCheckpointLog): Router<any> {
+  return evidenceReportRouter({
+    findRecord: (id) => evidence.repository.get(id),
+    checkpoints,
+    inclusion: (index, size) => a.store.merkle.inclusion(index, size),
+    readOriginal: (blobId) => evidence.files.blobs.read(blobId),
+    trust: () => buildTrust(a).store.material(),
+    reportSigner: createReportSigner({ custody: a.custody, certificates: a.pki.certificates, organisation: a.config.pki.organisation }),
+    issuer: a.config.pki.organisation,
+  });
+}
+
 // ---- evidence log checkpoints and scheduled jobs (issue 6, items 3 and 7) -----------------
 
 const checkpointLogOf = new WeakMap<object, EvidenceCheckpointLog>();
@@ -585,6 +606,8 @@ export interface ApiServices {
   evidenceFiles?: EvidenceFiles;
   /** Evidence records: ingestion, queries, re-verification (buildEvidence). */
   evidence?: Pick<Evidence, 'ingest' | 'records'>;
+  /** Evidence reports and proof bundles over these (buildEvidenceReportRouter; needs checkpointLog too). */
+  evidenceReports?: Pick<Evidence, 'repository' | 'files'>;
 }
 
 /**
@@ -610,6 +633,7 @@ export function apiRouters(s: ApiServices): Router<any>[] {
     evidenceStatsRouter({ counters: a.store.evidenceCounters, hasPermission: appPermissionCheck(a) }),
     ...(s.evidenceFiles ? [s.evidenceFiles.router] : []),
     ...(s.evidence ? [evidenceRecordRouter({ ingest: s.evidence.ingest, records: s.evidence.records })] : []),
+    ...(s.evidenceReports && s.checkpointLog ? [buildEvidenceReportRouter(a, s.evidenceReports, s.checkpointLog)] : []),
   ];
 }
 
@@ -693,7 +717,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     nonces: a.store.nonces,
     readiness: () => readiness(a),
     // Capability routers: add yours in apiRouters() (and its service in ApiServices).
-    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs, evidence, evidenceFiles: evidence.files, findEvidenceRecord: (id) => evidence.repository.get(id) }),
+    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs, evidence, evidenceFiles: evidence.files, findEvidenceRecord: (id) => evidence.repository.get(id), evidenceReports: evidence }),
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     // POST /api/v1/evidence/files streams its body (bound by X-YQ1-Body-Hash), never read into memory.
     streamedBody: isEvidenceUploadRequest,

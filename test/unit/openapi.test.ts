@@ -59,6 +59,8 @@ const UNDOCUMENTED_FOR_NOW: string[] = [
   'GET /api/v1/evidence/records/{id}',
   'POST /api/v1/evidence/records/{id}/verify',
   'GET /api/v1/evidence/rejections',
+  'GET /api/v1/evidence/records/{id}/bundle.json',
+  'GET /api/v1/evidence/records/{id}/report.pdf',
   'GET /api/v1/jobs',
   'GET /api/v1/jobs/{name}',
   'POST /api/v1/jobs/{name}/start',
