@@ -17,6 +17,13 @@ import { bothZones, evidenceReportPdf, extractTtcFace, loadCjkFont } from '../..
 import { REPORT_KEY_LABEL } from '../../appliance/src/evidence/pades.js';
 import { verifyCms } from '../../appliance/src/signing/cms-verify.js';
 import { main } from '../../ops/verify-evidence.js';
+import Koa from 'koa';
+import type { AddressInfo } from 'node:net';
+import { evidenceReportRouter } from '../../appliance/src/http/evidence-report-routes.js';
+import { problems } from '../../appliance/src/http/problem.js';
+import type { HttpState } from '../../appliance/src/http/state.js';
+import { createMetrics } from '../../appliance/src/metrics.js';
+import { log } from '../../appliance/src/log.js';
 import { makeEvidenceFixture, type RecordName } from '../helpers/evidence-bundle-fixture.js';
 
 const clone = (b: EvidenceBundle): EvidenceBundle => JSON.parse(JSON.stringify(b)) as EvidenceBundle;
@@ -147,6 +154,62 @@ t.test('evidence bundles and reports', async (t) => {
     r = await run([good]);
     t.equal(r.code, 1, 'a raw SM2 signature cannot be checked from SM3(M) alone');
     t.match(r.out, /--original/, 'the verifier says to pass the original');
+  });
+
+  await t.test('HTTP: bundle.json and report.pdf, own project only, 409 until anchored', async (t) => {
+    const recs = Object.values(fx.records).map((x) => x.record);
+    const late = { ...fx.records['digest-only'].record, id: '01LATERECORD0000000000000', leafIndex: fx.checkpoint.treeSize };
+    const router = evidenceReportRouter({
+      findRecord: async (id) => [...recs, late].find((r) => r.id === id),
+      checkpoints: { covering: async (i) => (i < fx.checkpoint.treeSize ? fx.checkpoint : undefined) },
+      inclusion: async (i, n) => fx.tree.inclusion(i, n),
+      readOriginal: async function* (blobId) {
+        const hit = Object.values(fx.records).find((x) => x.record.original?.blobId === blobId);
+        if (hit?.original) yield hit.original;
+      },
+      trust: async () => ({ anchors: fx.anchors, intermediates: fx.intermediates }),
+      reportSigner: fx.reportSigner,
+      issuer: '示例医院',
+    });
+    const app = new Koa<HttpState>();
+    app.use(async (ctx, next) => {
+      ctx.state.app = { project: String(ctx.get('x-project') || 'emr') } as HttpState['app'];
+      ctx.state.log = log;
+      ctx.state.requestId = 'test';
+      await next();
+    });
+    app.use(problems(createMetrics()));
+    app.use(router.routes());
+    const server = app.listen(0, '127.0.0.1');
+    t.teardown(() => server.close());
+    await new Promise((r) => server.once('listening', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/evidence/records`;
+    const sm2 = fx.records['sm2-cms'].record.id;
+    let res = await fetch(`${base}/${sm2}/bundle.json?original=true`);
+    t.equal(res.status, 200);
+    const bundle = (await res.json()) as EvidenceBundle;
+    t.ok(bundle.original?.data, 'original embedded on request');
+    t.ok((await verifyBundle(bundle)).ok, 'the served bundle verifies');
+    res = await fetch(`${base}/${sm2}/bundle.json`);
+    t.equal(((await res.json()) as EvidenceBundle).original?.data, undefined, 'not embedded by default');
+    res = await fetch(`${base}/${fx.records['sm2-raw-token'].record.id}/report.pdf`);
+    t.equal(res.status, 200);
+    t.equal(res.headers.get('content-type'), 'application/pdf');
+    const pdf = Buffer.from(await res.arrayBuffer());
+    t.match(pdf.toString('latin1'), /ETSI\.CAdES\.detached/);
+    const problem = async (url: string, init?: RequestInit) => {
+      const r = await fetch(url, init);
+      return { status: r.status, type: r.headers.get('content-type'), body: (await r.json()) as { code: string } };
+    };
+    let p = await problem(`${base}/${sm2}/bundle.json`, { headers: { 'x-project': 'other' } });
+    t.same([p.status, p.body.code], [404, 'EVIDENCE_NOT_FOUND'], 'another project: not found');
+    t.match(p.type, /problem\+json/);
+    p = await problem(`${base}/NOSUCHRECORD/report.pdf`);
+    t.same([p.status, p.body.code], [404, 'EVIDENCE_NOT_FOUND']);
+    p = await problem(`${base}/${late.id}/report.pdf`);
+    t.same([p.status, p.body.code], [409, 'EVIDENCE_NOT_ANCHORED'], 'not covered by a checkpoint yet');
+    p = await problem(`${base}/${sm2}/bundle.json?original=yes`);
+    t.same([p.status, p.body.code], [400, 'EVIDENCE_REPORT_PARAM_INVALID']);
   });
 
   await t.test('TTC face extraction gives a standalone TrueType font', async (t) => {
