@@ -67,6 +67,7 @@ import { jobRouter } from './http/job-routes.js';
 import { createProjects, type ProjectAdmin, type ProjectDataRemover } from './evidence/projects.js';
 import { evidenceProjectRouter, type PermissionCheck } from './http/evidence-project-routes.js';
 import { evidenceStatsRouter } from './http/evidence-stats-routes.js';
+import { openColdTierForRemoval, tieredProjectRemover } from './store/evidence-project-removal.js';
 import { openBlobStore, type FsBlobStore } from './evidence/blob-store.js';
 import { createFileIngest, type FileRecordStore } from './evidence/file-ingest.js';
 import { createDownloadUrlSigner } from './evidence/signed-url.js';
@@ -415,10 +416,18 @@ export function appPermissionCheck(a: Pick<Appliance, 'store'>): PermissionCheck
 
 /**
  * The evidence records' project deletion (both tiers and blobs) for the CLI, which holds no
- * running service; undefined until the records repository offers removeProject.
+ * running service: the hot tier of the store, the cold environment opened for the purpose
+ * (store/evidence-project-removal.ts) and the blob store.
  */
-export async function openEvidenceRecordsRemover(_a: { store: Store; config: Config; dataDir: string }): Promise<(ProjectDataRemover & { close(): Promise<void> }) | undefined> {
-  return undefined;
+export async function openEvidenceRecordsRemover(a: { store: Store; config: Config; dataDir: string }): Promise<ProjectDataRemover & { close(): Promise<void> }> {
+  const cold = openColdTierForRemoval(evidenceColdPath(a));
+  try {
+    const blobs = await openBlobStore(evidenceBlobPath(a));
+    return { ...tieredProjectRemover(cold ? [a.store.evidenceHot, cold] : [a.store.evidenceHot], blobs), close: async () => cold?.close() };
+  } catch (e) {
+    await cold?.close();
+    throw e;
+  }
 }
 
 // ---- evidence files and signed downloads (issue 6, items 1–2) ----------------------------

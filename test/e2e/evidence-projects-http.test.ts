@@ -183,8 +183,20 @@ t.test('deletion: refused within retention over HTTP, no force over HTTP; an emp
   t.equal(gone.status, 200);
   t.match(gone.json, { id: 'pacs', records: 0, forced: false });
   t.equal((await api('admin', 'GET', '/evidence/projects/pacs')).json.code, 'PROJECT_NOT_FOUND');
-  const audit = cli(['evidence', 'project', 'show', 'emr', '--data', data, '--json']);
-  t.ok(JSON.parse(audit.stdout).retainUntil, 'show names until when records must be kept');
+  const shown = cli(['evidence', 'project', 'show', 'emr', '--data', data, '--json']);
+  t.ok(JSON.parse(shown.stdout).retainUntil, 'show names until when records must be kept');
+
+  // The admin on the box forces it, beside the running server: records, counts and the project go.
+  const plain = cli(['evidence', 'project', 'delete', 'emr', '--data', data]);
+  t.equal(plain.code, 1);
+  t.match(plain.stderr, /PROJECT_RETENTION_ACTIVE/);
+  t.match(json(['evidence', 'project', 'delete', 'emr', '--force']), { id: 'emr', records: 4, forced: true });
+  t.equal((await api('emr', 'GET', '/evidence/projects/emr')).json.code, 'PROJECT_NOT_FOUND');
+  t.equal((await api('emr', 'GET', '/evidence/records')).json?.items?.length ?? 0, 0, 'no records left to read');
+  const write = await api('emr', 'POST', '/evidence/digests', { digest: { algorithm: 'sm3', value: sm3Hex(9) } });
+  t.equal(write.json.code, 'PROJECT_NOT_FOUND', 'no writes into a deleted project');
+  t.match((await api('admin', 'GET', '/evidence/stats?scope=all')).json, { total: 1, rejections: { total: 0 } }, "the project's counts are gone");
+  t.match(json(['evidence', 'stats']), { total: 1 });
 });
 
 t.test('app unpermit beside the running server takes effect at once', async (t) => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { freshStore, rejection } from '../helpers/store-fixture.js';
 import { createProjects, ProjectCodes, type ProjectDataRemover } from '../../appliance/src/evidence/projects.js';
 import { openEvidenceRepository, type EvidenceRepository } from '../../appliance/src/store/evidence-repository.js';
-import { tieredProjectRemover } from '../../appliance/src/store/evidence-project-removal.js';
+import { openColdTierForRemoval, tieredProjectRemover } from '../../appliance/src/store/evidence-project-removal.js';
 import { addYears } from '../../appliance/src/store/evidence-counters.js';
 import { openBlobStore } from '../../appliance/src/evidence/blob-store.js';
 import { newId } from '../../appliance/src/store/ids.js';
@@ -226,4 +226,42 @@ t.test("deleting 'default' brings it back fresh on next use", async (t) => {
   await projects.update('default', { retentionYears: 40 }, ACTOR);
   await projects.delete('default', ACTOR);
   t.equal((await projects.writable('default')).retentionYears, 25);
+});
+
+t.test('deletion reaches the cold tier (opened for removal, as the CLI does) and keeps shared blobs', async (t) => {
+  const { store } = await freshStore(t, 'yq-evp-cold-');
+  const extra = mkdtempSync(join(tmpdir(), 'yq-evp-cold-x-'));
+  t.teardown(() => rmSync(extra, { recursive: true, force: true }));
+  const coldPath = join(extra, 'cold');
+  const blobs = await openBlobStore(join(extra, 'blobs'));
+  let repo = await openEvidenceRepository({ hot: store.evidenceHot, merkle: store.merkle, counters: store.evidenceCounters, coldPath });
+  const projects = createProjects({ projects: store.evidenceProjects, counters: store.evidenceCounters, audit: store.audit, defaultRetentionYears: 25 });
+  await projects.create({ id: 'old', name: 'Old', retentionYears: 1 }, ACTOR);
+  await projects.create({ id: 'keep', name: 'Keep' }, ACTOR);
+  const shared = await blobs.putBuffer(Buffer.from('shared between projects'));
+  const coldOnly = await blobs.putBuffer(Buffer.from('only in a cold record of old'));
+  await ingest(store, repo, 'old', 'APP', coldOnly.blobId);
+  await ingest(store, repo, 'old', 'APP', shared.blobId);
+  await ingest(store, repo, 'keep', 'APP', shared.blobId);
+  // Everything received so far goes cold; then one more hot record of 'old'.
+  t.equal(await repo.moveBatchToCold(new Date(Date.now() + 1000).toISOString(), 100), 3);
+  await new Promise((r) => setTimeout(r, 1100));
+  await ingest(store, repo, 'old', 'APP');
+  t.same(await repo.countByTier(), { hot: 1, cold: 3 });
+  await repo.close();
+
+  const cold = openColdTierForRemoval(coldPath);
+  t.ok(cold, 'the cold environment exists');
+  const remover = tieredProjectRemover([store.evidenceHot, cold!], blobs);
+  const deleting = createProjects({ projects: store.evidenceProjects, counters: store.evidenceCounters, audit: store.audit, defaultRetentionYears: 25, records: remover });
+  t.match(await deleting.delete('old', ACTOR, { force: true }), { id: 'old', records: 3, blobs: 1, forced: true });
+  await cold!.close();
+
+  repo = await openEvidenceRepository({ hot: store.evidenceHot, merkle: store.merkle, counters: store.evidenceCounters, coldPath });
+  t.teardown(() => repo.close());
+  t.same(await repo.countByTier(), { hot: 0, cold: 1 }, "only 'keep' is left, in cold");
+  t.equal((await repo.query({ project: 'keep' })).items.length, 1);
+  t.ok(await blobs.has(shared.blobId), "the blob 'keep' still refers to stays");
+  t.notOk(await blobs.has(coldOnly.blobId));
+  t.equal(openColdTierForRemoval(join(extra, 'never-made')), undefined, 'no cold env, nothing to open');
 });

@@ -4,11 +4,15 @@
 // millions of records never holds one huge write transaction and ingestion of other projects
 // keeps going in between; idempotent, so a deletion interrupted by a crash is finished by running
 // it again (evidence/projects.ts marks the project first, so nothing new arrives meanwhile).
-import type { Database } from 'lmdb';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { open, type Database, type RootDatabaseOptionsWithPath } from 'lmdb';
 import type { ProjectDataRemover } from '../evidence/projects.js';
 import type { EvidenceRecord } from '../evidence/types.js';
-import type { Writer } from './durable.js';
-import { INDEXED_FIELDS, type EvidenceTierDbs } from './evidence-repository.js';
+import { Writer, type StoreState } from './durable.js';
+import { EVIDENCE_DB_NAMES, INDEXED_FIELDS, type EvidenceTierDbs } from './evidence-repository.js';
+import { environmentFileProblem } from './file-check.js';
+import { Codes, fail } from '../errors.js';
 
 export interface RemovableTier {
   dbs: EvidenceTierDbs & { rejections?: Database<any, any>; rejectionsByProject?: Database<any, any> };
@@ -90,14 +94,17 @@ export function blobStillUsedIn(tier: RemovableTier, blobIds: ReadonlySet<string
 /**
  * A project's data across tiers (hot and cold) and its blobs: records and rejections first, then
  * each blob that no remaining record of any tier refers to. Blob removal comes last, so a crash
- * leaves at worst an unreferenced blob, never a record without its blob.
+ * leaves at worst an unreferenced blob, never a record without its blob. tiers[0] is the hot tier.
  */
 export function tieredProjectRemover(tiers: RemovableTier[], blobs?: { remove(blobId: string): Promise<void> }): ProjectDataRemover {
   return {
     async removeProject(project) {
       let records = 0;
       const candidates = new Set<string>();
-      for (const tier of tiers) {
+      // Cold, hot, cold again: a record that a running hot → cold migration copies while the hot
+      // tier is being emptied is caught by the second cold pass.
+      const passes = tiers.length > 1 ? [...tiers.slice(1), tiers[0], ...tiers.slice(1)] : tiers;
+      for (const tier of passes) {
         const r = await removeProjectFromTier(tier, project);
         records += r.records;
         r.blobIds.forEach((b) => candidates.add(b));
@@ -113,6 +120,39 @@ export function tieredProjectRemover(tiers: RemovableTier[], blobs?: { remove(bl
         }
       }
       return { records, blobs: removedBlobs };
+    },
+  };
+}
+
+/**
+ * The cold tier's DBs for a process that does not run the records repository (the CLI's
+ * `evidence project delete`, beside a running server: LMDB serves several processes). Opened
+ * with the options of evidence-repository.ts openColdEnv (keep them in step); undefined when
+ * no cold environment was ever made (then no record was ever moved there).
+ */
+export function openColdTierForRemoval(coldPath: string): (RemovableTier & { close(): Promise<void> }) | undefined {
+  const path = resolve(coldPath);
+  if (!existsSync(join(path, 'data.mdb'))) return undefined;
+  const problem = environmentFileProblem(join(path, 'data.mdb'));
+  if (problem !== undefined) fail(Codes.STORE_UNAVAILABLE, 503, `无法打开冷存储：${problem}`, `cannot open the cold evidence store in ${path}: ${problem}`, { path, reason: problem });
+  const options: RootDatabaseOptionsWithPath = {
+    path, readOnly: false, maxDbs: 8, pageSize: 4096, encoding: 'json', compression: false, cache: false, useVersions: false,
+    eventTurnBatching: true, commitDelay: 0, strictAsyncOrder: true, overlappingSync: true, noSync: false, noMetaSync: false, useWritemap: false,
+  };
+  const env = open(options);
+  const state: StoreState = { dataDir: path, readOnly: false, closed: false };
+  const [records, index, byProject] = EVIDENCE_DB_NAMES.map((name) => env.openDB({ name, encoding: 'json' }));
+  return {
+    dbs: { records, index, byProject },
+    writer: new Writer(env, state),
+    async close() {
+      if (state.closed) return;
+      state.closed = true;
+      try {
+        await env.flushed;
+      } finally {
+        await env.close();
+      }
     },
   };
 }
