@@ -14,6 +14,8 @@ import { createSoftwareSigner } from '../../appliance/src/crypto/software-signer
 import { signCms } from '../../appliance/src/signing/cms-sign.js';
 import { verifyCms, type CmsVerifyResult } from '../../appliance/src/signing/cms-verify.js';
 import { makeTestHierarchy, type TestHierarchy } from '../helpers/openssl-pki.js';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { ContentInfo, SignedData } from '@peculiar/asn1-cms';
 import { makePkiFixture } from '../helpers/pki-hierarchy.js';
 
 const CONTENT = Buffer.from('医嘱 #20261123-0001: 阿司匹林 100 mg qd', 'utf8');
@@ -130,6 +132,29 @@ t.test('CMS SignedData', async (t) => {
     const m = await verifyCms(mixed, {});
     t.notOk(m.valid);
     t.equal(check(m, 'algorithm')?.ok, false, 'algorithm check fails');
+  });
+
+  await t.test('SM2 algorithm identifiers with NULL parameters (as some encoders write them) are accepted, other parameters are not', async (t) => {
+    // Re-encoded by @peculiar/asn1-cms, not by our encoder: the signature covers the signed
+    // attributes only, so it stays valid when the AlgorithmIdentifiers change.
+    const reencode = (der: Buffer, params: Buffer): Buffer => {
+      const ci = AsnConvert.parse(der, ContentInfo);
+      const sd = AsnConvert.parse(ci.content, SignedData);
+      const si = sd.signerInfos[0];
+      si.signatureAlgorithm.parameters = params.buffer.slice(params.byteOffset, params.byteOffset + params.length);
+      si.digestAlgorithm.parameters = params.buffer.slice(params.byteOffset, params.byteOffset + params.length);
+      ci.content = AsnConvert.serialize(sd);
+      return Buffer.from(AsnConvert.serialize(ci));
+    };
+    for (const form of ['gbt35275', 'rfc5652'] as const) {
+      const der = await signCms({ signer: sm2.signer(sm2Leaf), certificate: sm2Leaf.der, chain: [sm2.issuing.der], content: CONTENT, detached: false, form, signingTime });
+      const withNull = reencode(der, Buffer.from('0500', 'hex'));
+      t.not(withNull.length, der.length, `${form}: re-encoded with NULL parameters`);
+      const r = await verifyCms(withNull);
+      t.ok(r.valid, `${form}, NULL parameters: ${JSON.stringify(r.checks.filter((x) => !x.ok))}`);
+      const bad = await verifyCms(reencode(der, Buffer.from('020101', 'hex')));
+      t.equal(check(bad, 'algorithm')?.ok, false, `${form}, INTEGER parameters refused`);
+    }
   });
 
   await t.test('GB/T 35275 form read by an independent decoder (openssl asn1parse)', async (t) => {
