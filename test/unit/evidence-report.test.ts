@@ -13,7 +13,7 @@ import { parseSignedData } from '../../appliance/src/asn1/cms-signed-data.js';
 import { readTlv } from '../../appliance/src/crypto/der.js';
 import { OID_SIGNING_CERTIFICATE_V2, OID_SIGNING_TIME, OID_MESSAGE_DIGEST, OID_CONTENT_TYPE } from '../../appliance/src/asn1/tsp.js';
 import { verifyBundle, parseBundle, buildBundle, type BundlePart, type EvidenceBundle } from '../../appliance/src/evidence/bundle.js';
-import { bothZones, evidenceReportPdf, extractTtcFace, loadCjkFont } from '../../appliance/src/evidence/report-pdf.js';
+import { bothZones, evidenceReportPdf, extractTtcFace, loadCjkFont, wrapLines } from '../../appliance/src/evidence/report-pdf.js';
 import { REPORT_KEY_LABEL } from '../../appliance/src/evidence/pades.js';
 import { verifyCms } from '../../appliance/src/signing/cms-verify.js';
 import { main } from '../../ops/verify-evidence.js';
@@ -220,7 +220,45 @@ t.test('evidence bundles and reports', async (t) => {
     t.ok(f.hasGlyphForCodePoint('证'.codePointAt(0)!), 'has CJK glyphs');
     t.equal(extractTtcFace(face), face, 'a plain TTF is returned as it is');
     t.throws(() => extractTtcFace(Buffer.from('7474636600010000000000050000', 'hex'), 0), { code: 'REPORT_FONT_UNAVAILABLE' });
+    t.equal(loadCjkFont(), face, 'the face is cut out of the collection once per process');
     t.match(bothZones('2026-03-01T10:04:05.123Z'), /^2026-03-01 18:04:05\.123（北京时间 Asia\/Shanghai）\/ 2026-03-01T10:04:05\.123Z（UTC）$/);
+  });
+
+  await t.test('line wrapping from memoised advance widths breaks where measuring each line whole does', async (t) => {
+    const doc = await PDFDocument.create();
+    doc.registerFontkit(fontkit);
+    const font = await doc.embedFont(loadCjkFont(), { subset: true });
+    // The old way: lay out the whole line again for every character.
+    const naive = (text: string, size: number, width: number): string[] => {
+      const out: string[] = [];
+      for (const para of text.split('\n')) {
+        let line = '';
+        for (const ch of para) {
+          if (line && font.widthOfTextAtSize(line + ch, size) > width) {
+            out.push(line);
+            line = '';
+          }
+          line += ch;
+        }
+        out.push(line);
+      }
+      return out;
+    };
+    const widths = new Map<string, number>();
+    const texts = [
+      '签名者身份经证书链验证为真实身份，证书在签名时有效且未被吊销；签名值覆盖原文摘要，原文未被篡改。',
+      `SM3 ${'a3f09c41'.repeat(12)}\nCN=李医生,OU=心内科,O=示例市人民医院,C=CN · serial 7F3A9B, Wrapping Latin text: office fi fl AVATAR`,
+      '2026-03-01 18:04:05.123（北京时间 Asia/Shanghai）/ 2026-03-01T10:04:05.123Z（UTC）',
+    ];
+    for (const text of texts) {
+      for (const [size, width] of [[9, 379.28], [9, 144], [7.5, 499.28]] as const) {
+        const lines = wrapLines(font, text, size, width, widths);
+        t.same(lines, naive(text, size, width), `same breaks at ${size} pt in ${width} pt`);
+        t.ok(lines.every((l) => font.widthOfTextAtSize(l, size) <= width + 1e-9), 'no line is wider than the column');
+        t.equal(lines.join(''), text.replace(/\n/g, ''), 'nothing lost');
+      }
+    }
+    t.ok(widths.size > 50 && widths.has('签'), 'widths kept per character');
   });
 
   await t.test('PAdES report: ByteRange over the whole file, CAdES detached without signingTime', async (t) => {

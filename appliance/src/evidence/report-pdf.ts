@@ -95,6 +95,44 @@ export function loadCjkFont(path = DEFAULT_CJK_FONT): Buffer {
   return face;
 }
 
+const faceWidths = new Map<string, Map<string, number>>();
+
+/**
+ * The per-character advance widths of a face (Writer.wrap), kept for the life of the process.
+ * Report text carries caller metadata, so the map is bounded: past 20,000 characters it starts over.
+ */
+function widthsOf(path: string): Map<string, number> {
+  let m = faceWidths.get(path);
+  if (!m || m.size > 20_000) {
+    m = new Map();
+    faceWidths.set(path, m);
+  }
+  return m;
+}
+
+type Fontkit = Parameters<PDFDocument['registerFontkit']>[0];
+type ParsedFace = ReturnType<Fontkit['create']>;
+const parsedFaces = new WeakMap<Uint8Array, ParsedFace>();
+
+/**
+ * fontkit for pdf-lib that parses each face buffer once per process: fontkit decodes a face's
+ * tables (loca, cmap, GSUB/GPOS of ~30,000 CJK glyphs) lazily and keeps glyphs and lookups on the
+ * parsed font, so a fresh parse per report paid that again every time. pdf-lib embeds only a
+ * subset of the shared parsed face into each document (createSubset per embedder), so one parsed
+ * face serves every report. Keyed by the buffer loadCjkFont caches: another path, another face.
+ */
+const cachingFontkit: Fontkit = {
+  create(buffer, postscriptName) {
+    if (postscriptName !== undefined) return fontkit.create(buffer, postscriptName);
+    let f = parsedFaces.get(buffer);
+    if (!f) {
+      f = fontkit.create(buffer);
+      parsedFaces.set(buffer, f);
+    }
+    return f;
+  },
+};
+
 // ---- time formatting -------------------------------------------------------------------------
 
 /** "2026-03-01 18:04:05.123 (北京时间 UTC+8) / 2026-03-01T10:04:05.123Z (UTC)": China keeps no DST, so +8 h is exact. */
@@ -128,6 +166,38 @@ const A4: [number, number] = [595.28, 841.89];
 const MARGIN = 48;
 const LABEL_W = 150;
 
+/**
+ * Breaks text into lines no wider than `width` at any character (Chinese has no spaces; hex is
+ * one long word). The line width is the sum of the characters' advance widths — what pdf-lib's
+ * widthOfTextAtSize adds up after its layout pass — memoised per character in `widths` (size 1):
+ * measuring `line + ch` anew for every character ran fontkit's OpenType shaping (GSUB/GPOS
+ * lookups) over each line again and again, quadratic in its length, and was most of a report's time.
+ */
+export function wrapLines(font: PDFFont, text: string, size: number, width: number, widths = new Map<string, number>()): string[] {
+  const out: string[] = [];
+  for (const para of text.split('\n')) {
+    let line = '';
+    let lineW = 0;
+    for (const ch of para) {
+      let w1 = widths.get(ch);
+      if (w1 === undefined) {
+        w1 = font.widthOfTextAtSize(ch, 1);
+        widths.set(ch, w1);
+      }
+      const w = w1 * size;
+      if (line && lineW + w > width) {
+        out.push(line);
+        line = '';
+        lineW = 0;
+      }
+      line += ch;
+      lineW += w;
+    }
+    out.push(line);
+  }
+  return out;
+}
+
 class Writer {
   page!: PDFPage;
   y = 0;
@@ -136,6 +206,8 @@ class Writer {
   constructor(
     readonly doc: PDFDocument,
     readonly font: PDFFont,
+    /** Advance width at size 1 of each character seen, shared by all reports in the same face. */
+    readonly widths: Map<string, number>,
   ) {
     this.newPage();
   }
@@ -150,21 +222,9 @@ class Writer {
     if (this.y - h < MARGIN + 20) this.newPage();
   }
 
-  /** Breaks at any character (Chinese has no spaces; hex is one long word). */
+  /** Breaks at any character (Chinese has no spaces; hex is one long word): wrapLines. */
   wrap(text: string, size: number, width: number): string[] {
-    const out: string[] = [];
-    for (const para of text.split('\n')) {
-      let line = '';
-      for (const ch of para) {
-        if (line && this.font.widthOfTextAtSize(line + ch, size) > width) {
-          out.push(line);
-          line = '';
-        }
-        line += ch;
-      }
-      out.push(line);
-    }
-    return out;
+    return wrapLines(this.font, text, size, width, this.widths);
   }
 
   heading(text: string): void {
@@ -238,7 +298,7 @@ function tokenInfo(b64: string | undefined): TokenInfo {
 export async function renderEvidenceReport(bundle: EvidenceBundle, verdict: BundleVerdict, o: ReportOptions): Promise<Uint8Array> {
   const generatedAt = o.generatedAt ?? new Date();
   const doc = await PDFDocument.create({ updateMetadata: false });
-  doc.registerFontkit(fontkit);
+  doc.registerFontkit(cachingFontkit);
   const font = await doc.embedFont(loadCjkFont(o.fontPath), { subset: true });
   doc.setTitle(`电子数据存证报告 ${bundle.record.id}`, { showInWindowTitleBar: true });
   doc.setSubject('Evidence report / 电子数据存证报告');
@@ -247,7 +307,7 @@ export async function renderEvidenceReport(bundle: EvidenceBundle, verdict: Bund
   doc.setLanguage('zh-CN');
   doc.setCreationDate(generatedAt);
   doc.setModificationDate(generatedAt);
-  const w = new Writer(doc, font);
+  const w = new Writer(doc, font, widthsOf(o.fontPath ?? DEFAULT_CJK_FONT));
   const r = bundle.record;
   const sig = r.signature;
   const report = bundle.verification;
