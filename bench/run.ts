@@ -7,9 +7,10 @@ import { benchOcsp } from './pki-ocsp.js';
 import { benchPkiIssue } from './pki-issue.js';
 import { benchTsa } from './tsa.js';
 import { benchSigning } from './signing.js';
+import { benchEvidence } from './evidence.js';
 
 const rows: BenchRow[] = [];
-for (const [name, run] of [['SM2 engine', benchSm2], ['HSM', benchHsm], ['HTTPS API', benchHttp], ['certificate issuance', benchPkiIssue], ['OCSP responder', benchOcsp], ['time-stamp authority', benchTsa], ['signature service', benchSigning]] as const) {
+for (const [name, run] of [['SM2 engine', benchSm2], ['HSM', benchHsm], ['HTTPS API', benchHttp], ['certificate issuance', benchPkiIssue], ['OCSP responder', benchOcsp], ['time-stamp authority', benchTsa], ['signature service', benchSigning], ['evidence store', benchEvidence]] as const) {
   process.stderr.write(`measuring ${name} …\n`);
   rows.push(...(await run()));
 }
