@@ -19,6 +19,7 @@ import Koa from 'koa';
 import Router from '@koa/router';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
 import { Codes, YiqianError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { metrics as defaultMetrics, type Metrics } from '../metrics.js';
@@ -154,8 +155,28 @@ function signatureBytes(raw: Buffer): Buffer {
   throw new YiqianError(FileIngestCodes.FILE_SIGNATURE_INVALID, 400, { zh: '签名部分必须是 DER 或 Base64 编码的 CMS', en: 'the signature part must be a CMS SignedData, DER or base64' });
 }
 
+/**
+ * The request body as it arrives, hashed for YQ1 on the way: the signature binds the whole body
+ * (docs/api-auth.md §2), which for multipart is the form, not the file part the blob store hashes.
+ */
+function yq1Hashed(source: AsyncIterable<Buffer>, algorithm: 'sm3' | 'sha256'): { source: AsyncIterable<Buffer>; hex(): string } {
+  const h = createHash(algorithm);
+  return {
+    source: (async function* () {
+      for await (const c of source) {
+        h.update(c);
+        yield c;
+      }
+    })(),
+    hex: () => h.digest('hex'),
+  };
+}
+
 /** Splits a multipart body: the "file" part streams into the blob store, "signature" is collected. */
-async function ingestMultipart(files: FileIngest, u: FileUpload, source: AsyncIterable<Buffer>, boundary: string) {
+async function ingestMultipart(files: FileIngest, u: FileUpload, raw: AsyncIterable<Buffer>, boundary: string) {
+  // The reader drains the epilogue (multipart-stream.ts), so the hash covers every byte sent.
+  const body = yq1Hashed(raw, u.bodyHash.algorithm);
+  const source = body.source;
   const events = multipartEvents(source, boundary)[Symbol.asyncIterator]();
   let lookahead: MultipartEvent | undefined;
   const nextEvent = async (): Promise<MultipartEvent | undefined> => {
@@ -207,7 +228,7 @@ async function ingestMultipart(files: FileIngest, u: FileUpload, source: AsyncIt
     await staged?.staged.discard();
     throw err;
   }
-  return files.complete(u, staged, signature);
+  return files.complete(u, { ...staged, yq1Hex: body.hex() }, signature);
 }
 
 function publicRecord(r: EvidenceRecord): Omit<EvidenceRecord, 'patientIdSealed' | 'patientIdIndex'> {
@@ -281,7 +302,8 @@ export function evidenceFileRouter(deps: EvidenceFileRouteDeps): Router<HttpStat
     }
     const url = await deps.urls.sign(rec.id);
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { url: ctx.origin + url.path, path: url.path, expiresAt: url.expiresAt };
+    // Not ctx.origin: in koa 3 that is the request's Origin header (null for non-browser clients).
+    ctx.body = { url: `${ctx.protocol}://${ctx.host}${url.path}`, path: url.path, expiresAt: url.expiresAt };
   });
 
   return r;
