@@ -495,6 +495,11 @@ export interface Evidence {
   ingest: EvidenceIngest;
   records: EvidenceRecords;
   files: EvidenceFiles;
+  /**
+   * Removes a deleted project's records from both tiers and the blobs no other record uses,
+   * through the cold env this repository holds open (never a second open in the process).
+   */
+  projectData: ProjectDataRemover;
   /** Closes the cold env (startServer's stop, after the listeners and jobs). */
   close(): Promise<void>;
 }
@@ -510,6 +515,7 @@ export async function buildEvidence(a: Appliance): Promise<Evidence> {
       ingest: createEvidenceIngest({ ...common, records: repository, projects: buildEvidenceProjects(a), blobs: files.blobs }),
       records: createEvidenceRecords({ ...common, records: repository, blobs: files.blobs }),
       files,
+      projectData: tieredProjectRemover([a.store.evidenceHot, repository.coldTier], files.blobs),
       close: () => repository.close(),
     };
   } catch (e) {
@@ -704,7 +710,40 @@ function httpsHandler(api: RequestListener, publicObjects: RequestListener, evid
     (req.url ?? '').startsWith('/pki/') ? publicObjects(req, res) : evidenceDownloads && isEvidenceDownloadPath(req.url) ? evidenceDownloads(req, res) : api(req, res);
 }
 
+/** What startServer opened so far: a failed start closes it again (abandonStart). */
+interface StartedParts {
+  evidence?: Evidence;
+  jobs?: JobScheduler;
+  servers: { close(cb: () => void): unknown }[];
+  timers?: Revocation;
+}
+
 export async function startServer(a: Appliance, opts: ServeOptions = {}): Promise<RunningServer> {
+  const parts: StartedParts = { servers: [] };
+  try {
+    return await startServing(a, opts, parts);
+  } catch (e) {
+    await abandonStart(a, parts).catch((err: Error) => log.warn({ err: err.message }, 'cleanup after a failed start failed'));
+    throw e;
+  }
+}
+
+/**
+ * Undoes what a failed start opened, in the order RunningServer.stop does, above all the evidence
+ * cold env: left open it stays held by this process, which must not open it a second time
+ * (lmdb.h Caveats). The appliance itself (store, HSM) belongs to the caller, as before.
+ */
+async function abandonStart(a: Appliance, parts: StartedParts): Promise<void> {
+  await Promise.all(parts.servers.map((srv) => new Promise<void>((r) => srv.close(() => r()))));
+  await parts.jobs?.stopAll();
+  if (parts.timers) {
+    await parts.timers.crls.stop();
+    await buildTrust(a).fetcher.stop();
+  }
+  await parts.evidence?.close();
+}
+
+async function startServing(a: Appliance, opts: ServeOptions, parts: StartedParts): Promise<RunningServer> {
   const selfTest = await runCryptoSelfTest();
   if (!selfTest.ok) {
     const failed = selfTest.results.filter((r) => !r.ok).map((r) => r.name).join(', ');
@@ -720,13 +759,15 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   await tsa.warmUp();
   const checkpointLog = buildCheckpointLog(a, tsa);
   const evidence = await buildEvidence(a);
+  parts.evidence = evidence;
   const jobs = buildJobs(a, { checkpoints: checkpointLog, records: evidence.repository });
+  parts.jobs = jobs;
   const apiApp = createApiApp({
     apps: a.store.apps,
     nonces: a.store.nonces,
     readiness: () => readiness(a),
     // Capability routers: add yours in apiRouters() (and its service in ApiServices).
-    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs, evidence, evidenceFiles: evidence.files, findEvidenceRecord: (id) => evidence.repository.get(id), evidenceReports: evidence }),
+    routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs, evidence, evidenceFiles: evidence.files, findEvidenceRecord: (id) => evidence.repository.get(id), evidenceReports: evidence, evidenceRecords: evidence.projectData }),
     limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
     // POST /api/v1/evidence/files streams its body (bound by X-YQ1-Body-Hash), never read into memory.
     streamedBody: isEvidenceUploadRequest,
@@ -762,6 +803,7 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
     withRevocation(httpsHandler(apiApp.callback(), publicApp.callback(), evidence.files.downloadApp)),
   );
   const http = createHttpServer(withRevocation(publicApp.callback()));
+  parts.servers.push(https, http);
   for (const s of [https, http]) {
     s.headersTimeout = 20_000;
     s.requestTimeout = a.config.http.timeoutMs + 5_000;
@@ -770,13 +812,8 @@ export async function startServer(a: Appliance, opts: ServeOptions = {}): Promis
   // CRLs missing or past half their validity are signed before serving; then the timer keeps them fresh.
   await revocation.crls.refreshDue();
   const sAddr = await listenOn(https, listen);
-  let hAddr;
-  try {
-    hAddr = await listenOn(http, listenHttp);
-  } catch (e) {
-    https.close();
-    throw e;
-  }
+  const hAddr = await listenOn(http, listenHttp);
+  parts.timers = revocation;
   revocation.crls.start();
   buildTrust(a).fetcher.start();
   await jobs.startAll();

@@ -51,6 +51,12 @@ export interface EvidenceTierDbs {
   byProject: Database<any, any>;
 }
 
+/** One tier's DBs and the Writer of its environment: what project removal works on (store/evidence-project-removal.ts). */
+export interface EvidenceTier {
+  dbs: EvidenceTierDbs;
+  writer: Writer;
+}
+
 /** The hot tier as open-store.ts hands it out: its DBs and the store's Writer (one env with the Merkle log). */
 export interface EvidenceHotTier {
   dbs: EvidenceTierDbs & { rejections: Database<any, any>; rejectionsByProject: Database<any, any> };
@@ -90,6 +96,13 @@ export interface EvidenceRepository {
   moveBatchToCold(cutoffIso: string, limit: number, hooks?: { afterCopy?: (ids: string[]) => void | Promise<void> }): Promise<number>;
   /** Records per tier (hot, cold), counted by scanning: for tests and operators, not statistics. */
   countByTier(): Promise<Record<Tier, number>>;
+  /**
+   * The cold tier as this repository opened it, for removing a deleted project's records in this
+   * process (tieredProjectRemover in store/evidence-project-removal.ts): lmdb.h Caveats, "Do not
+   * have open an LMDB database twice in the same process at the same time", so the served
+   * appliance removes through this one. Its writes fail (STORE_UNAVAILABLE) once closed.
+   */
+  readonly coldTier: EvidenceTier;
   /** Closes the cold env (the hot one belongs to the store). */
   close(): Promise<void>;
 }
@@ -274,6 +287,8 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
   }
 
   const repo: EvidenceRepository = {
+    coldTier: { dbs: cold.dbs, writer: cold.writer },
+
     async append(fields, leafData) {
       if (typeof fields !== 'object' || fields === null || typeof fields.id !== 'string' || !ULID.test(fields.id)) {
         fail(Codes.BAD_REQUEST, 400, '存证记录标识无效', 'an evidence record id must be a ULID');
