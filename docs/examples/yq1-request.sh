@@ -2,7 +2,7 @@
 # One signed request to the yiqian (医签) API with nothing but openssl and curl — the YQ1
 # scheme of docs/api-auth.md, step by step.
 #
-#   yq1-request.sh [--cacert FILE | -k] BASE_URL APP_ID KEY_FILE METHOD PATH [BODY_FILE]
+#   yq1-request.sh [--cacert FILE | -k] [-o OUT] BASE_URL APP_ID KEY_FILE METHOD PATH [BODY_FILE]
 #
 #   BASE_URL   https://yiqian.example:8443 (no trailing path)
 #   APP_ID     the app id shown by `yiqian app create`
@@ -12,27 +12,32 @@
 #   BODY_FILE  optional request body, sent as is (Content-Type: $CONTENT_TYPE, default
 #              application/json)
 #   --cacert FILE  trust this CA certificate for TLS;  -k  do not check the certificate
+#   -o OUT     write the response body to OUT byte for byte (a PDF, a bundle) instead of stdout
 #
 # Prints the response body on stdout and "HTTP <status>" on stderr; exits non-zero (22) on an
 # HTTP error status.
 set -euo pipefail
 
 usage() {
-  sed -n '5,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,18p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
-tls=()
+tls=() out=()
+# Options may come before, between or after the arguments (a shell variable can hold the first ones).
+args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --cacert) [[ $# -ge 2 ]] || usage; tls=(--cacert "$2"); shift 2 ;;
     -k | --insecure) tls=(-k); shift ;;
+    -o | --output) [[ $# -ge 2 ]] || usage; out=(-o "$2"); shift 2 ;;
     -h | --help) usage ;;
-    --) shift; break ;;
-    -*) echo "unknown option: $1" >&2; usage ;;
-    *) break ;;
+    --) shift; args+=("$@"); break ;;
+    -?*) echo "unknown option: $1" >&2; usage ;;
+    *) args+=("$1"); shift ;;
   esac
 done
+set -- "${args[@]}"
 [[ $# -eq 5 || $# -eq 6 ]] || usage
 base=${1%/} app=$2 key=$3 method=$4 path=$5 body=${6:-}
 [[ $path == /* ]] || { echo "PATH must start with /" >&2; exit 2; }
@@ -72,4 +77,4 @@ args=(-sS --path-as-is --fail-with-body -X "$method" -H "Authorization: $auth" -
 if [[ -n $body ]]; then
   args+=(-H "Content-Type: ${CONTENT_TYPE:-application/json}" --data-binary "@$body")
 fi
-exec curl "${tls[@]}" "${args[@]}" "$base$path"
+exec curl "${tls[@]}" "${out[@]}" "${args[@]}" "$base$path"

@@ -47,6 +47,9 @@ t.before(async () => {
     const r = cli(['signing-key', 'create', '--data', data, '--grant', appId, ...k]);
     if (r.code !== 0) throw new Error(r.stderr);
   }
+  // The evidence examples' project and job operations: the app holds evidence-admin, as the page says.
+  const permit = cli(['app', 'permit', appId, 'evidence-admin', '--data', data]);
+  if (permit.code !== 0) throw new Error(permit.stderr);
   const configFile = join(data, 'config.json');
   const config = JSON.parse(readFileSync(configFile, 'utf8'));
   config.svs = { enabled: true, appId, allow: ['127.0.0.0/8', '::1/128'] };
@@ -97,7 +100,8 @@ function setup(): string {
     .replace(/^BASE=.*$/m, `BASE=${server!.httpsUrl}`)
     .replace(/^PUB=.*$/m, `PUB=${server!.httpUrl}`)
     .replace(/^APP=.*$/m, `APP=${appId}`)
-    .replace(/^YQ1=.*$/m, `YQ1=${join(ROOT, 'docs/examples/yq1-request.sh')}`);
+    .replace(/^YQ1=.*$/m, `YQ1=${join(ROOT, 'docs/examples/yq1-request.sh')}`)
+    .replace(/^VERIFY=.*$/m, `VERIFY=${join(ROOT, 'ops/verify-evidence')}`);
 }
 
 function runExample(name: string): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -177,6 +181,35 @@ const EXAMPLES: Array<[operationId: string, ...expect: RegExp[]]> = [
   ['svsVerifySignedData', /^respValue=0$/m, /X-Yiqian-Code: SIGNATURE_INVALID/i],
   ['svsSignMessage', /CMS Verification successful/],
   ['svsVerifySignedMessage', /^respValue=0\nrespValue=0$/m],
+  ['pushEvidenceSignature', /\{"valid":true,"code":"OK","judgedAtSource":"(request|now)","leafIndex":0\}/, /^HTTP 422$/m, /^CONTENT_ALTERED\n原文未改$/m],
+  ['pushEvidenceDigest', /\{"id":"[0-9A-Z]{26}","leafIndex":1\}/, /^400\nDIGEST_LENGTH_INVALID$/m],
+  ['uploadEvidenceFile', /server SM3: {2}([0-9a-f]{64})\nopenssl SM3: \1/, /\{"kind":"file","signature":"cms","valid":true\}/],
+  ['listEvidenceRecords', /^[0-9A-Z]{26}\tsignature\tZY\*+01\thot$/m, /^2$/m],
+  ['getEvidenceRecord', /"kind":"signature","departmentId":"0301","patientIdMasked":"ZY\*+01","contentDigest":\{"algorithm":"sm3"/, /"tier":"hot"/],
+  ['reverifyEvidenceRecord', /\{"stored":"OK","fresh":"OK","judgedAt":"/],
+  ['listEvidenceRejections', /^signature\tCONTENT_ALTERED\t0301$/m, /^digest\tDIGEST_LENGTH_INVALID\t-$/m],
+  ['getEvidenceDownloadUrl', /^\/evidence\/download\/[0-9A-Z]{26}\?exp=\d+&sig=[0-9a-f]{64}$/m],
+  ['downloadEvidenceFile', /content-disposition: attachment; filename="scan\.bin"/i, /^SM3 matches$/m, /^403$/m],
+  ['runJob', /\{"ok":true,"made":true,"treeSize":4\}/],
+  ['listCheckpoints', /^4\t[0-9a-f]{64}\t/m],
+  ['getLatestCheckpoint', /^4$/m, /cp-signer\.pem: OK/, /Hash Algorithm: sm3/, /^token imprint = SM3\(note body\) = [0-9a-f]{64}$/m],
+  ['getCheckpoint', /\{"treeSize":4,"rootHash":"[0-9a-f]{64}"\}/],
+  ['getEvidenceInclusion', /\{"leafIndex":0,"treeSize":4,"rootHash":"[0-9a-f]{64}","proof":2,"anchored":true\}/],
+  ['getEvidenceConsistency', /\{"from":4,"to":5,"proof":\d\}/],
+  ['getEvidenceBundle', /"format":"yiqian-evidence-bundle","version":1/, /every check of the bundle passed/],
+  ['getEvidenceReport', /Signature is Valid\./, /Total document signed/],
+  ['listJobs', /^evidence-checkpoint\ttrue\t60$/m, /^evidence-migration\ttrue\t/m],
+  ['getJob', /\{"name":"evidence-migration","enabled":true,"running":false\}/],
+  ['stopJob', /\{"name":"evidence-migration","enabled":false\}/],
+  ['startJob', /\{"name":"evidence-migration","enabled":true\}/],
+  ['createEvidenceProject', /\{"id":"pacs","name":"影像归档 PACS","retentionYears":30,"frozen":false\}/],
+  ['listEvidenceProjects', /^default\t/m, /^pacs\t影像归档 PACS\t30\tfalse$/m],
+  ['getEvidenceProject', /\{"id":"default","retentionYears":\d+,"frozen":false\}/],
+  ['updateEvidenceProject', /\{"name":"影像归档","description":null\}/],
+  ['freezeEvidenceProject', /\{"id":"pacs","frozen":true\}/],
+  ['unfreezeEvidenceProject', /\{"id":"pacs","frozen":false\}/],
+  ['deleteEvidenceProject', /\{"id":"pacs","records":0,"blobs":0,"forced":false\}/],
+  ['getEvidenceStatistics', /"total":5/, /"DIGEST_LENGTH_INVALID":1/, /\{"scope":\{\},"total":5\}/],
 ];
 
 t.test('every worked example of docs/api-reference.md runs against the appliance', async (t) => {
