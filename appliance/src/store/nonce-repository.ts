@@ -2,7 +2,8 @@
 // [appId, nonce] → expiresAtMs; db 'nonces-by-expiry' keyed [expiresAtMs, appId, nonce] so
 // purging walks only what has expired.
 //
-// Durability: remember() resolves once its transaction is COMMITTED, not flushed. A nonce
+// Durability: remember() answers once its check-and-write ran under LMDB's write lock, before
+// the commit is even synced. A nonce
 // is only worth keeping for its few minutes of validity; a power loss may forget the last
 // few milliseconds of nonces, which is an accepted, bounded window (the request signatures
 // still bind the timestamp). Not fsyncing each one keeps nonce checks off the disk's sync
@@ -49,16 +50,28 @@ export class LmdbNonceRepository implements NonceRepository {
     }
     // The check and the write are one transaction: LMDB has one writer at a time, so a
     // second call with the same pair sees the first one's write (also across processes).
-    return this.writer.committed(() => {
-      const key: NonceKey = [appId, nonce];
-      const held = this.nonces.get(key);
-      if (held !== undefined) {
-        if (held > this.clock()) return false;
-        void this.byExpiry.remove([held, appId, nonce]);
-      }
-      void this.nonces.put(key, expiresAtMs);
-      void this.byExpiry.put([expiresAtMs, appId, nonce], 1);
-      return true;
+    // The answer is given as soon as the transaction's callback has run under the write lock,
+    // not when the commit's fsync completes (lmdb-js resolves a write only then): the API call
+    // must not wait on the disk for a record whose loss is the accepted bound above.
+    return new Promise<boolean>((resolve, reject) => {
+      this.writer
+        .committed(() => {
+          const key: NonceKey = [appId, nonce];
+          const held = this.nonces.get(key);
+          if (held !== undefined) {
+            if (held > this.clock()) {
+              resolve(false);
+              return false;
+            }
+            void this.byExpiry.remove([held, appId, nonce]);
+          }
+          void this.nonces.put(key, expiresAtMs);
+          void this.byExpiry.put([expiresAtMs, appId, nonce], 1);
+          resolve(true);
+          return true;
+        })
+        // Before the callback ran (store closed or failing): the caller's 503. After it: no effect.
+        .catch(reject);
     });
   }
 
