@@ -103,6 +103,7 @@ t.test('serve: HTTPS with the HSM key, signed whoami, public HTTP, clean stop', 
 
   // An app created by the CLI while the server runs can call the API at once.
   const keyFile = join(dirname(data), 'his.key');
+  t.equal(cli(['evidence', 'project', 'create', 'outpatient', '--data', data, '--name', '门诊']).code, 0, 'an app goes into an existing project');
   const created = cli(['app', 'create', '--data', data, '--name', 'HIS 门诊', '--project', 'outpatient', '--key-out', keyFile]);
   t.equal(created.code, 0, created.stderr);
   const appId = created.stdout.trim();

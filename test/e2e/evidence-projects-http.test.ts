@@ -6,7 +6,7 @@
 // statistics count what the apps stored and what was refused, deletion inside the retention period
 // is refused over HTTP, and `app unpermit` beside the running server takes effect at once.
 import t from 'tap';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { cli, fetchRaw, serve, tempDataDir, type Served } from '../helpers/appliance.js';
 import { signRequest } from '../../appliance/src/http/yq1-scheme.js';
@@ -80,6 +80,16 @@ t.test('admin on the box: projects and apps from the CLI', async (t) => {
     const app = json(['app', 'create', '--name', who.toUpperCase(), '--project', project, '--key-out', keyFile]);
     apps[who] = { id: app.id, signer: createSoftwareSigner(readFileSync(keyFile, 'utf8')) };
   }
+  // An app goes only into an existing project, named by a valid project id.
+  for (const [project, code] of [['nope', 'PROJECT_NOT_FOUND'], ['Emr', 'PROJECT_ID_INVALID'], ['branch.east', 'PROJECT_ID_INVALID']] as const) {
+    const keyFile = join(work, `refused-${project}.key`);
+    const r = cli(['app', 'create', '--name', 'X', '--project', project, '--key-out', keyFile, '--data', data]);
+    t.equal(r.code, 1, `--project ${project} refused`);
+    t.match(r.stderr, new RegExp(code));
+    t.notOk(existsSync(keyFile), 'no key file left behind');
+  }
+  t.match(cli(['app', 'create', '--help']).stdout, /must exist/);
+  t.equal(json(['app', 'list', '--project', 'nope']).length, 0);
   t.same(json(['app', 'permit', apps.admin.id, 'evidence-admin']).permissions, ['evidence-admin']);
   const unknown = cli(['app', 'permit', apps.admin.id, 'root', '--data', data]);
   t.equal(unknown.code, 1);

@@ -47,6 +47,8 @@ async function call(who: 'emr' | 'lis', method: string, path: string, body?: unk
 t.before(async () => {
   const init = cli(['init', '--data', data, '--json']);
   if (init.code !== 0) throw new Error(init.stderr);
+  const lis = cli(['evidence', 'project', 'create', 'lis', '--data', data, '--name', 'LIS']);
+  if (lis.code !== 0) throw new Error(lis.stderr);
   for (const [who, project] of [['emr', undefined], ['lis', 'lis']] as const) {
     const keyFile = join(work, `${who}.key`);
     const created = cli(['app', 'create', '--data', data, '--name', who.toUpperCase(), '--key-out', keyFile, ...(project ? ['--project', project] : []), '--json']);

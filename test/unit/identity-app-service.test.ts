@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createAppService, type AppService } from '../../appliance/src/identity/app-service.js';
 import { openStore, type Store } from '../../appliance/src/store/open-store.js';
 import { rejection } from '../helpers/store-fixture.js';
+import { createProjects } from '../../appliance/src/evidence/projects.js';
 
 async function fresh(t: Test): Promise<{ store: Store; svc: AppService }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'yq-appsvc-'));
@@ -149,4 +150,29 @@ t.test('list validates its filter', async (t) => {
   t.same((await svc.list({ project: 'p2' })).map((a) => a.name), ['B']);
   t.equal((await rejection(svc.list({ project: 'bad project' }))).code, 'BAD_REQUEST');
   t.equal((await rejection(svc.list({ status: 'deleted' as never }))).code, 'BAD_REQUEST');
+});
+
+t.test('with the evidence projects given (as the CLI does): only an existing project, by its id rule', async (t) => {
+  const { store } = await fresh(t);
+  const projects = createProjects({ projects: store.evidenceProjects, counters: store.evidenceCounters, audit: store.audit, defaultRetentionYears: 30 });
+  const svc = createAppService(store, { projects });
+  t.equal((await svc.create({ name: 'HIS', actor: ACTOR })).app.project, 'default', "'default' always exists");
+  await projects.create({ id: 'emr-2024', name: '电子病历' }, ACTOR);
+  t.equal((await svc.create({ name: 'EMR', project: 'emr-2024', actor: ACTOR })).app.project, 'emr-2024');
+  const cases: [string, string, number, RegExp][] = [
+    ['nope', 'PROJECT_NOT_FOUND', 404, /create it first/],
+    ['EMR-2024', 'PROJECT_ID_INVALID', 400, /a-z 0-9 _ -/],
+    ['branch.east', 'PROJECT_ID_INVALID', 400, /a-z 0-9 _ -/],
+    ['has space', 'PROJECT_ID_INVALID', 400, /a-z 0-9 _ -/],
+    ['', 'PROJECT_ID_INVALID', 400, /a-z 0-9 _ -/],
+  ];
+  for (const [project, code, status, reason] of cases) {
+    const e = await rejection(svc.create({ name: 'LIS', project, actor: ACTOR }));
+    t.same([e.code, e.status], [code, status], `project ${JSON.stringify(project)}: ${code}`);
+    t.match(e.text.en, reason);
+    t.ok(e.text.zh, 'and in Chinese');
+  }
+  t.same((await svc.list()).map((a) => a.name), ['HIS', 'EMR'], 'no app made for a refused project');
+  const refused = await store.audit.list({ action: 'app.create', limit: 100 });
+  t.equal(refused.filter((r) => r.outcome === 'error').length, cases.length, 'each refusal audited');
 });

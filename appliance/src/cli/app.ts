@@ -1,7 +1,9 @@
 // `yiqian app …`: the hospital systems ("apps") that may call the API, each with its own key pair.
 import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { loadConfig } from '../config/config.js';
 import { createAppService } from '../identity/app-service.js';
-import { type Command, UsageError, dataHelp, dataOption, jsonHelp, jsonOption, printTable, requireString } from './command.js';
+import { buildEvidenceProjects } from '../main.js';
+import { type Command, UsageError, dataDir, dataHelp, dataOption, jsonHelp, jsonOption, printTable, requireString } from './command.js';
 import { CLI_ACTOR, withStore } from './data-store.js';
 
 
@@ -15,12 +17,13 @@ const createCmd: Command = {
   summary: 'register an app and write its private key (PEM, mode 0600)',
   usage: '--data DIR --name NAME --key-out FILE [--project P] [--alg sm2|ecdsa-p256] [--json]',
   options: { ...dataOption, ...jsonOption, name: { type: 'string' }, project: { type: 'string' }, alg: { type: 'string' }, 'key-out': { type: 'string' } },
-  help: { ...dataHelp, ...jsonHelp, name: 'app name, e.g. "HIS"', project: 'project (default: default)', alg: 'key algorithm: sm2 (default) or ecdsa-p256', 'key-out': 'file to write the private key to (must not exist)' },
+  help: { ...dataHelp, ...jsonHelp, name: 'app name, e.g. "HIS"', project: 'evidence project, which must exist (yiqian evidence project create; default: default)', alg: 'key algorithm: sm2 (default) or ecdsa-p256', 'key-out': 'file to write the private key to (must not exist)' },
   async run(values) {
     const name = requireString(values, 'name');
     const keyOut = requireString(values, 'key-out');
     const alg = (values.alg as string | undefined) ?? 'sm2';
     if (alg !== 'sm2' && alg !== 'ecdsa-p256') throw new UsageError(`--alg must be sm2 or ecdsa-p256, not ${alg}`);
+    const config = loadConfig(dataDir(values));
     return withStore(values, async (store) => {
       // Claim the key file first (exclusive, 0600) so an app is never created without its key.
       let fd: number;
@@ -30,7 +33,9 @@ const createCmd: Command = {
         throw new UsageError(`cannot write --key-out ${keyOut}: ${(e as NodeJS.ErrnoException).code === 'EEXIST' ? 'file exists' : (e as Error).message}`);
       }
       try {
-        const { app, privateKeyPem } = await createAppService(store).create({ name, project: values.project as string | undefined, algorithm: alg, actor: CLI_ACTOR });
+        // Only an existing evidence project ('default' always is): PROJECT_ID_INVALID / PROJECT_NOT_FOUND otherwise.
+        const apps = createAppService(store, { projects: buildEvidenceProjects({ store, config }) });
+        const { app, privateKeyPem } = await apps.create({ name, project: values.project as string | undefined, algorithm: alg, actor: CLI_ACTOR });
         writeSync(fd, privateKeyPem);
         closeSync(fd);
         if (values.json) console.log(JSON.stringify({ ...app, keyFile: keyOut }));

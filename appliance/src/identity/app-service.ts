@@ -10,13 +10,15 @@ import { log } from '../log.js';
 import { APP_PERMISSIONS, type AppAlgorithm, type AppFilter, type AppRecord, type AppStatus } from '../store/app-repository.js';
 import { newId, nowIso } from '../store/ids.js';
 import type { Store } from '../store/open-store.js';
+import { ProjectCodes, checkId as checkProjectId } from '../evidence/projects.js';
+import type { ProjectDirectory } from '../evidence/types.js';
 
 export type { AppAlgorithm, AppFilter, AppRecord, AppStatus } from '../store/app-repository.js';
 
 export interface CreateAppInput {
   /** 1–64 characters, no control or format characters, no surrounding whitespace. */
   name: string;
-  /** 1–64 of [A-Za-z0-9_.-]; default 'default'. */
+  /** 1–64 of [A-Za-z0-9_.-]; default 'default'. With AppServiceOptions.projects: an existing project's id (a-z 0-9 _ -). */
   project?: string;
   /** Default 'sm2'. */
   algorithm?: AppAlgorithm;
@@ -45,6 +47,16 @@ export interface AppService {
   unpermit(id: string, permission: string, actor: string): Promise<AppRecord>;
 }
 
+export interface AppServiceOptions {
+  /**
+   * The evidence projects (evidence/projects.ts). Given, create() takes only the id of a project
+   * that exists ('default' always does): an app in any other project would be refused
+   * PROJECT_NOT_FOUND on every ingestion. Project ids follow the projects' rule (a-z 0-9 _ -):
+   * PROJECT_ID_INVALID (400), PROJECT_NOT_FOUND (404).
+   */
+  projects?: Pick<ProjectDirectory, 'get'>;
+}
+
 /** A permission name that is not in APP_PERMISSIONS. */
 export const APP_PERMISSION_UNKNOWN = 'APP_PERMISSION_UNKNOWN';
 
@@ -56,7 +68,7 @@ const CURVE: Record<AppAlgorithm, string> = { sm2: 'SM2', 'ecdsa-p256': 'prime25
 
 const generateEcKeyPair = promisify(generateKeyPair);
 
-export function createAppService(store: Store): AppService {
+export function createAppService(store: Store, opts: AppServiceOptions = {}): AppService {
   /** Records a refused or failed state change; the original error is what the caller gets. */
   async function auditFailure(actor: string, action: string, target: string | undefined, err: unknown): Promise<void> {
     if (!isYiqianError(err) || !validActor(actor)) return;
@@ -106,7 +118,7 @@ export function createAppService(store: Store): AppService {
       try {
         checkActor(actor);
         const name = checkName(input.name);
-        project = checkProject(input.project ?? 'default');
+        project = opts.projects ? await existingProject(opts.projects, input.project ?? 'default') : checkProject(input.project ?? 'default');
         const algorithm = input.algorithm ?? 'sm2';
         if (!ALGORITHMS.includes(algorithm)) {
           badRequest(`算法必须是 ${ALGORITHMS.join(' 或 ')}`, `algorithm must be ${ALGORITHMS.join(' or ')}`);
@@ -208,6 +220,19 @@ function checkName(name: unknown): string {
   if (/[\p{Cc}\p{Cf}]/u.test(n)) badRequest('应用名称不能包含控制字符或格式字符', 'name must not contain control or invisible format characters');
   if (n.trim() !== n) badRequest('应用名称首尾不能有空白', 'name must not start or end with whitespace');
   return n;
+}
+
+async function existingProject(projects: Pick<ProjectDirectory, 'get'>, raw: unknown): Promise<string> {
+  const project = checkProjectId(raw);
+  if ((await projects.get(project)) === undefined) {
+    throw new YiqianError(
+      ProjectCodes.PROJECT_NOT_FOUND,
+      404,
+      { zh: `项目 ${project} 不存在：请先用 yiqian evidence project create ${project} --name 名称 创建`, en: `no project ${project}: create it first (yiqian evidence project create ${project} --name NAME)` },
+      { project },
+    );
+  }
+  return project;
 }
 
 function checkProject(project: unknown): string {
