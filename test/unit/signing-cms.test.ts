@@ -141,8 +141,8 @@ t.test('CMS SignedData', async (t) => {
       const ci = AsnConvert.parse(der, ContentInfo);
       const sd = AsnConvert.parse(ci.content, SignedData);
       const si = sd.signerInfos[0];
-      si.signatureAlgorithm.parameters = params.buffer.slice(params.byteOffset, params.byteOffset + params.length);
-      si.digestAlgorithm.parameters = params.buffer.slice(params.byteOffset, params.byteOffset + params.length);
+      si.signatureAlgorithm.parameters = new Uint8Array(params).buffer;
+      si.digestAlgorithm.parameters = new Uint8Array(params).buffer;
       ci.content = AsnConvert.serialize(sd);
       return Buffer.from(AsnConvert.serialize(ci));
     };
