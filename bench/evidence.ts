@@ -59,6 +59,7 @@ const BATCH = 4000;
 const DAYS = 90;
 /** The oldest days moved to the cold tier before the queries (so queries span both tiers). */
 const COLD_DAYS = 9;
+const MOVE_BATCH = 10_000;
 const DEPARTMENTS = 40;
 const PATIENTS = 100_000;
 const DOC_TYPES = ['discharge-summary', 'progress-note', 'prescription', 'lab-report', 'imaging-report', 'consent', 'surgery-record', 'nursing-record', 'medical-order', 'pathology-report', 'transfusion-record', 'referral'];
@@ -379,13 +380,24 @@ export async function benchEvidence(): Promise<BenchRow[]> {
       filled.count += 1; // the template record
       hotBytes = mdbBytes(join(data, 'db'));
 
+      // Baseline of row 2: the digest ingestion in process, 32 in flight, on the filled store.
+      const blobs = await openBlobStore(evidenceBlobPath(a));
+      const ingest = createEvidenceIngest({ records: repo, projects: buildEvidenceProjects(a), verification: buildVerification(a), trust: buildTrust(a).store, blobs, patientIds: buildPatientIds(a) });
+      let k = 0;
+      ingestDigest = await measure(async () => {
+        const n = k++;
+        await ingest.digest({ appId: apps.bench, project: 'default' }, { digest: { algorithm: 'sm3', value: randomBytes(32) }, metadata: { system: 'LIS', departmentId: dept(n), patientId: patient(n * 7), businessSerial: `BASE-${n}`, documentType: DOC_TYPES[n % 12] } });
+      }, SECONDS, CONNECTIONS);
+      process.stderr.write(`  filled in ${filled.seconds.toFixed(0)} s; heap ${fmt(process.memoryUsage().heapUsed / 2 ** 20)} MiB; moving ${COLD_DAYS} days to cold …\n`);
+
       // Move the oldest COLD_DAYS to the cold env (copy durable, then remove from hot).
       const cutoff = new Date(filled.startMs + COLD_DAYS * 86_400_000).toISOString();
       const m0 = process.hrtime.bigint();
+      // In batches of MOVE_BATCH like the migration job (evidence.migration.batchSize ≤ 10,000).
       for (;;) {
-        const n = await repo.moveBatchToCold(cutoff, 100_000);
+        const n = await repo.moveBatchToCold(cutoff, MOVE_BATCH);
         moved += n;
-        if (n < 100_000) break;
+        if (n < MOVE_BATCH) break;
       }
       moveSeconds = Number(process.hrtime.bigint() - m0) / 1e9;
       tiers = await repo.countByTier();
@@ -429,14 +441,6 @@ export async function benchEvidence(): Promise<BenchRow[]> {
         if (!(await repo.get(pick(filled.ids, i)))) throw new Error('repository get: missing record');
       });
 
-      // Baseline of row 2: the digest ingestion in process, 32 in flight.
-      const blobs = await openBlobStore(evidenceBlobPath(a));
-      const ingest = createEvidenceIngest({ records: repo, projects: buildEvidenceProjects(a), verification: buildVerification(a), trust: buildTrust(a).store, blobs, patientIds: buildPatientIds(a) });
-      let k = 0;
-      ingestDigest = await measure(async () => {
-        const n = k++;
-        await ingest.digest({ appId: apps.bench, project: 'default' }, { digest: { algorithm: 'sm3', value: randomBytes(32) }, metadata: { system: 'LIS', departmentId: dept(n), patientId: patient(n * 7), businessSerial: `BASE-${n}`, documentType: DOC_TYPES[n % 12] } });
-      }, SECONDS, CONNECTIONS);
     } finally {
       await repo.close();
       await a.close();
