@@ -327,6 +327,7 @@ export async function benchEvidence(): Promise<BenchRow[]> {
     // ---- setup: the data dir, three apps in two projects, a held SM2 key -------------------
     must(cli(['init', '--data', data]), 'init');
     const keyFile = join(root, 'bench-app.key');
+    must(cli(['evidence', 'project', 'create', 'lis', '--name', '检验科 LIS', '--data', data]), 'project create lis');
     const apps: Apps = {
       bench: must(cli(['app', 'create', '--data', data, '--name', 'bench-evidence', '--alg', 'ecdsa-p256', '--key-out', keyFile]), 'app create'),
       his: must(cli(['app', 'create', '--data', data, '--name', 'bench-his', '--alg', 'ecdsa-p256', '--key-out', join(root, 'his.key')]), 'app create his'),
