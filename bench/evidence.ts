@@ -57,8 +57,8 @@ const FILL_SECONDS = Number(process.env.YIQIAN_BENCH_EVIDENCE_FILL_SECONDS ?? 15
 /** Appends issued per event turn (one LMDB transaction, one fsync); two batches in flight. */
 const BATCH = 4000;
 const DAYS = 90;
-/** The oldest days moved to the cold tier before the queries (so queries span both tiers). */
-const COLD_DAYS = 9;
+/** The oldest tenth of the filled time span moves to the cold tier before the queries (so they span both tiers). */
+const COLD_FRACTION = 0.1;
 const MOVE_BATCH = 10_000;
 const DEPARTMENTS = 40;
 const PATIENTS = 100_000;
@@ -236,6 +236,8 @@ interface Filled {
   serials: string[];
   ids: string[];
   startMs: number;
+  /** Receipt time of the last record (earlier than startMs + DAYS when the fill budget cut it). */
+  endMs: number;
 }
 
 /** Fills through EvidenceRepository.append: every record with its leaf and counts, durable. */
@@ -247,7 +249,7 @@ async function fill(a: Appliance, repo: EvidenceRepository, template: EvidenceRe
   const startMs = endMs - DAYS * 86_400_000;
   const step = (endMs - startMs) / target;
   const deadline = FILL_SECONDS > 0 ? Date.now() + FILL_SECONDS * 1000 : Infinity;
-  const out: Filled = { count: 0, seconds: 0, meanJson: 0, patients: [], serials: [], ids: [], startMs };
+  const out: Filled = { count: 0, seconds: 0, meanJson: 0, patients: [], serials: [], ids: [], startMs, endMs: startMs };
   let jsonBytes = 0;
   let jsonSamples = 0;
   const inFlight: Promise<unknown>[] = [];
@@ -301,6 +303,7 @@ async function fill(a: Appliance, repo: EvidenceRepository, template: EvidenceRe
   }
   await Promise.all(inFlight);
   out.count = i;
+  out.endMs = Math.floor(startMs + (i - 1) * step);
   out.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   out.meanJson = jsonBytes / jsonSamples;
   return out;
@@ -389,10 +392,12 @@ export async function benchEvidence(): Promise<BenchRow[]> {
         const n = k++;
         await ingest.digest({ appId: apps.bench, project: 'default' }, { digest: { algorithm: 'sm3', value: randomBytes(32) }, metadata: { system: 'LIS', departmentId: dept(n), patientId: patient(n * 7), businessSerial: `BASE-${n}`, documentType: DOC_TYPES[n % 12] } });
       }, SECONDS, CONNECTIONS);
-      process.stderr.write(`  filled in ${filled.seconds.toFixed(0)} s; heap ${fmt(process.memoryUsage().heapUsed / 2 ** 20)} MiB; moving ${COLD_DAYS} days to cold …\n`);
+      process.stderr.write(`  filled in ${filled.seconds.toFixed(0)} s; heap ${fmt(process.memoryUsage().heapUsed / 2 ** 20)} MiB; moving the oldest ${COLD_FRACTION * 100}% to cold …\n`);
 
-      // Move the oldest COLD_DAYS to the cold env (copy durable, then remove from hot).
-      const cutoff = new Date(filled.startMs + COLD_DAYS * 86_400_000).toISOString();
+      // Move the oldest tenth to the cold env (copy durable, then remove from hot).
+      const span = filled.endMs - filled.startMs;
+      const cutoffMs = filled.startMs + span * COLD_FRACTION;
+      const cutoff = new Date(cutoffMs).toISOString();
       const m0 = process.hrtime.bigint();
       // In batches of MOVE_BATCH like the migration job (evidence.migration.batchSize ≤ 10,000).
       for (;;) {
@@ -409,21 +414,25 @@ export async function benchEvidence(): Promise<BenchRow[]> {
       const patientIndexes = new Map<string, string>();
       for (const p of filled.patients.slice(0, 200)) patientIndexes.set(p, (await buildPatientIds(a).indexes(p))[0]);
       const pick = <T>(list: T[], i: number): T => list[i % list.length];
-      const midIso = new Date(filled.startMs + (DAYS / 2) * 86_400_000).toISOString();
+      const midIso = new Date(filled.startMs + span / 2).toISOString();
       const docDeep = await repo.query({ project: 'default', documentType: DOC_TYPES[3], from: midIso });
       const allDeep = await repo.query({ project: 'default', from: midIso });
       if (!docDeep.next || !allDeep.next) throw new Error('bench setup: no deep page (too few records)');
       deepCursor = docDeep.next;
       deepAllCursor = allDeep.next;
-      const dayIso = (d: number): string => new Date(filled.startMs + d * 86_400_000).toISOString();
+      // A one-day window (shorter when the fill budget cut the span) at 60 places in the hot part.
+      const windowMs = Math.min(86_400_000, span / 20);
+      const winFrom = (i: number): string => new Date(cutoffMs + ((i % 60) / 60) * (filled.endMs - windowMs - cutoffMs)).toISOString();
+      const winTo = (i: number): string => new Date(cutoffMs + ((i % 60) / 60) * (filled.endMs - windowMs - cutoffMs) + windowMs).toISOString();
+      const windowName = windowMs === 86_400_000 ? 'one day' : `${(windowMs / 3_600_000).toFixed(1)} h`;
       const patients = [...patientIndexes.keys()];
       shapes = [
         { name: 'by patient', http: (i) => `patientId=${pick(patients, i)}`, repo: (i) => ({ q: { project: 'default', patientIdIndex: patientIndexes.get(pick(patients, i))! } }), minItems: 1 },
         { name: 'by businessSerial', http: (i) => `businessSerial=${pick(filled.serials, i)}`, repo: (i) => ({ q: { project: 'default', businessSerial: pick(filled.serials, i) } }), minItems: 1 },
         {
-          name: 'by department + one day',
-          http: (i) => `departmentId=${dept(i)}&from=${encodeURIComponent(dayIso(20 + (i % 60)))}&to=${encodeURIComponent(dayIso(21 + (i % 60)))}`,
-          repo: (i) => ({ q: { project: 'default', departmentId: dept(i), from: dayIso(20 + (i % 60)), to: dayIso(21 + (i % 60)) } }),
+          name: `by department + ${windowName}`,
+          http: (i) => `departmentId=${dept(i)}&from=${encodeURIComponent(winFrom(i))}&to=${encodeURIComponent(winTo(i))}`,
+          repo: (i) => ({ q: { project: 'default', departmentId: dept(i), from: winFrom(i), to: winTo(i) } }),
           minItems: 1,
         },
         { name: 'by documentType, first page', http: (i) => `documentType=${pick(DOC_TYPES, i)}`, repo: (i) => ({ q: { project: 'default', documentType: pick(DOC_TYPES, i) } }), minItems: 50 },
@@ -524,7 +533,7 @@ export async function benchEvidence(): Promise<BenchRow[]> {
       baselineOpsPerSec: ingestDigest,
     });
     rows.push({ name: `bytes/record on disk, hot data.mdb after the fill of ${filledName} (half SM2 CMS, half digests): bytes`, opsPerSec: hotBytes / filled.count, baseline: 'mean JSON of a record: bytes', baselineOpsPerSec: filled.meanJson });
-    rows.push({ name: `bytes/record on disk, cold data.mdb, ${fmt(moved)} moved in ${moveSeconds.toFixed(0)} s (${fmt(tiers.cold)} cold, ${fmt(tiers.hot)} hot): bytes`, opsPerSec: coldBytes / Math.max(1, tiers.cold), baseline: 'mean JSON of a record: bytes', baselineOpsPerSec: filled.meanJson });
+    rows.push({ name: `bytes/record on disk, cold data.mdb, oldest ${fmt(moved)} moved in ${moveSeconds.toFixed(0)} s (${fmt(tiers.cold)} cold, ${fmt(tiers.hot)} hot): bytes`, opsPerSec: coldBytes / Math.max(1, tiers.cold), baseline: 'mean JSON of a record: bytes', baselineOpsPerSec: filled.meanJson });
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
