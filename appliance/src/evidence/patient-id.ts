@@ -11,12 +11,12 @@
 //     (evidence/leaf.ts), so it must never change for a record: it is computed under the key
 //     that sealed the record, and a query computes it under every key in use (one, normally).
 //   - shown masked: at most the first 2 and last 2 characters, never more than a third.
-import { randomBytes } from 'node:crypto';
 import type { SecretWrapper } from '../crypto/interfaces.js';
 import { hkdf, hmac } from '../crypto/hash.js';
 import { openSm4, sealSm4, sealedKeyId } from '../crypto/sealed-sm4.js';
 import { Codes, YiqianError } from '../errors.js';
 import { log } from '../log.js';
+import { createDataKeyRing } from '../crypto/data-key-ring.js';
 import type { MetaRepository } from '../store/meta-repository.js';
 import { newId, nowIso } from '../store/ids.js';
 
@@ -27,14 +27,6 @@ export const PatientIdCodes = {
   /** The custody cannot wrap data keys: patient ids cannot be stored (503). */
   PATIENT_KEY_UNAVAILABLE: 'PATIENT_KEY_UNAVAILABLE',
 } as const;
-
-interface PatientKeyRecord {
-  keyId: string;
-  alg: 'sealed-sm4-v1';
-  wrapped: string;
-  wrappedBy: 'hsm-kek';
-  createdAt: string;
-}
 
 export interface SealedPatientId {
   patientIdSealed: string;
@@ -69,71 +61,29 @@ function aad(project: string, recordId: string): Buffer {
 }
 
 export function createPatientIdProtector(deps: { meta: MetaRepository; wrapper: SecretWrapper | undefined }): PatientIdProtector {
-  const keys = new Map<string, Promise<Buffer>>();
   /** K_idx per data key id, derived once (HKDF is deterministic, RFC 5869): each hkdfSync cost ~80 µs, most of an index. */
   const indexKeys = new Map<string, Buffer>();
-  let current: Promise<string> | undefined;
+  const ring = createDataKeyRing({
+    records: deps.meta,
+    wrapper: () => {
+      if (!deps.wrapper) {
+        throw new YiqianError(PatientIdCodes.PATIENT_KEY_UNAVAILABLE, 503, {
+          zh: '密钥保管不支持封装数据密钥，无法加密患者标识',
+          en: 'the key custody cannot wrap data keys (no SecretWrapper): patient ids cannot be stored or read',
+        });
+      }
+      return deps.wrapper;
+    },
+    currentKey: PATIENT_KEY,
+    archivePrefix: PATIENT_KEYS_PREFIX,
+    what: { zh: '患者标识', en: 'patient-id' },
+    newId,
+    now: nowIso,
+    log: log_,
+  });
+  const key = (keyId: string): Promise<Buffer> => ring.key(keyId);
+  const currentKeyId = (): Promise<string> => ring.currentKeyId();
 
-  function wrapper(): SecretWrapper {
-    if (!deps.wrapper) {
-      throw new YiqianError(PatientIdCodes.PATIENT_KEY_UNAVAILABLE, 503, {
-        zh: '密钥保管不支持封装数据密钥，无法加密患者标识',
-        en: 'the key custody cannot wrap data keys (no SecretWrapper): patient ids cannot be stored or read',
-      });
-    }
-    return deps.wrapper;
-  }
-
-  async function loadKey(keyId: string): Promise<Buffer> {
-    const rec = await deps.meta.get<PatientKeyRecord>(PATIENT_KEYS_PREFIX + keyId);
-    if (!rec || typeof rec.wrapped !== 'string') {
-      throw new YiqianError(Codes.KEY_NOT_FOUND, 500, { zh: `患者标识数据密钥 ${keyId} 不存在`, en: `patient-id data key ${keyId} is not in the store` }, { keyId });
-    }
-    const key = await wrapper().unwrapSecret(Buffer.from(rec.wrapped, 'base64'));
-    if (key.length !== 32) {
-      key.fill(0);
-      throw new YiqianError(Codes.KEY_UNWRAP_FAILED, 500, { zh: '患者标识数据密钥长度错误', en: `patient-id data key ${keyId} unwrapped to ${key.length} bytes, expected 32` }, { keyId });
-    }
-    return key;
-  }
-
-  function key(keyId: string): Promise<Buffer> {
-    let p = keys.get(keyId);
-    if (!p) {
-      p = loadKey(keyId);
-      keys.set(keyId, p);
-      p.catch(() => keys.delete(keyId)); // an HSM hiccup is not remembered
-    }
-    return p;
-  }
-
-  async function makeOrLoadCurrent(): Promise<string> {
-    const existing = await deps.meta.get<PatientKeyRecord>(PATIENT_KEY);
-    if (existing) return existing.keyId;
-    const fresh = randomBytes(32);
-    const rec: PatientKeyRecord = { keyId: newId(), alg: 'sealed-sm4-v1', wrapped: (await wrapper().wrapSecret(fresh)).toString('base64'), wrappedBy: 'hsm-kek', createdAt: nowIso() };
-    // Archive first: any key that may ever seal a value is findable by its id.
-    await deps.meta.set(PATIENT_KEYS_PREFIX + rec.keyId, rec);
-    if ((await deps.meta.get(PATIENT_KEY)) === undefined) await deps.meta.set(PATIENT_KEY, rec);
-    const winner = (await deps.meta.get<PatientKeyRecord>(PATIENT_KEY))!;
-    if (winner.keyId === rec.keyId) {
-      keys.set(rec.keyId, Promise.resolve(fresh));
-      log_.info({ keyId: rec.keyId }, 'patient-id data key created and stored wrapped under the HSM key-encryption key');
-    } else {
-      fresh.fill(0);
-    }
-    return winner.keyId;
-  }
-
-  async function currentKeyId(): Promise<string> {
-    current ??= makeOrLoadCurrent();
-    try {
-      return await current;
-    } catch (e) {
-      current = undefined;
-      throw e;
-    }
-  }
 
   function index(keyId: string, dataKey: Buffer, plain: string): string {
     let k = indexKeys.get(keyId);

@@ -17,12 +17,12 @@
 // to another record or field fails its integrity check (INTEGRITY_CHECK_FAILED).
 // Blind index = HMAC-SM3(K_idx, field ‖ 0x00 ‖ normalised value), K_idx = HKDF-SM3(data key,
 // info "yiqian pii blind-index v1") — a second key, independent of the sealing keys.
-import { randomBytes } from 'node:crypto';
 import type { SecretWrapper } from '../crypto/interfaces.js';
 import { hkdf, hmac } from '../crypto/hash.js';
 import { openSm4, sealSm4, sealedKeyId } from '../crypto/sealed-sm4.js';
 import { Codes, YiqianError, isYiqianError } from '../errors.js';
 import { log } from '../log.js';
+import { createDataKeyRing, type DataKeyRecord } from '../crypto/data-key-ring.js';
 import type { MetaRepository } from '../store/meta-repository.js';
 import { newId, nowIso } from '../store/ids.js';
 import { StaffCodes } from './staff-errors.js';
@@ -31,15 +31,8 @@ import type { PiiField, StaffRecord } from './types.js';
 export const PII_DATA_KEY = 'pii.dataKey';
 export const PII_DATA_KEYS_PREFIX = 'pii.dataKeys.';
 
-export interface PiiDataKeyRecord {
-  keyId: string;
-  /** What the key is used with. */
-  alg: 'sealed-sm4-v1';
-  /** base64 of SecretWrapper.wrapSecret(key). */
-  wrapped: string;
-  wrappedBy: 'hsm-kek';
-  createdAt: string;
-}
+/** A PII data key as kept in meta (crypto/data-key-ring.ts). */
+export type PiiDataKeyRecord = DataKeyRecord;
 
 /** The sealed PII columns of a StaffRecord. */
 export type SealedPii = Pick<StaffRecord, 'nationalIdSealed' | 'nationalIdIndex' | 'mobileSealed' | 'mobileIndex' | 'piiKeyId'>;
@@ -88,77 +81,27 @@ export interface PiiDeps {
 }
 
 export function createPiiProtector(deps: PiiDeps): PiiProtector {
-  const keys = new Map<string, Promise<Buffer>>();
-  let current: Promise<string> | undefined;
+  const ring = createDataKeyRing({
+    records: deps.meta,
+    wrapper: () => {
+      if (!deps.wrapper) {
+        throw new YiqianError(StaffCodes.PII_KEY_UNAVAILABLE, 503, {
+          zh: '密钥保管不支持封装数据密钥，无法加密个人信息',
+          en: 'the key custody cannot wrap data keys (no SecretWrapper): personal data cannot be stored or read',
+        });
+      }
+      return deps.wrapper;
+    },
+    currentKey: PII_DATA_KEY,
+    archivePrefix: PII_DATA_KEYS_PREFIX,
+    what: { zh: '个人信息', en: 'PII' },
+    newId,
+    now: nowIso,
+    log: log_,
+  });
+  const key = (keyId: string): Promise<Buffer> => ring.key(keyId);
+  const currentKeyId = (): Promise<string> => ring.currentKeyId();
 
-  function wrapper(): SecretWrapper {
-    if (!deps.wrapper) {
-      throw new YiqianError(StaffCodes.PII_KEY_UNAVAILABLE, 503, {
-        zh: '密钥保管不支持封装数据密钥，无法加密个人信息',
-        en: 'the key custody cannot wrap data keys (no SecretWrapper): personal data cannot be stored or read',
-      });
-    }
-    return deps.wrapper;
-  }
-
-  async function loadKey(keyId: string): Promise<Buffer> {
-    const rec = (await deps.meta.get<PiiDataKeyRecord>(PII_DATA_KEYS_PREFIX + keyId)) ?? (await currentRecordIf(keyId));
-    if (!rec || typeof rec.wrapped !== 'string') {
-      throw new YiqianError(Codes.KEY_NOT_FOUND, 500, { zh: `个人信息数据密钥 ${keyId} 不存在`, en: `PII data key ${keyId} is not in the store` }, { keyId });
-    }
-    const key = await wrapper().unwrapSecret(Buffer.from(rec.wrapped, 'base64'));
-    if (key.length !== 32) {
-      key.fill(0);
-      throw new YiqianError(Codes.KEY_UNWRAP_FAILED, 500, { zh: '个人信息数据密钥长度错误', en: `PII data key ${keyId} unwrapped to ${key.length} bytes, expected 32` }, { keyId });
-    }
-    log_.info({ keyId }, 'PII data key unwrapped into memory');
-    return key;
-  }
-
-  async function currentRecordIf(keyId: string): Promise<PiiDataKeyRecord | undefined> {
-    const ptr = await deps.meta.get<PiiDataKeyRecord>(PII_DATA_KEY);
-    return ptr?.keyId === keyId ? ptr : undefined;
-  }
-
-  function key(keyId: string): Promise<Buffer> {
-    let p = keys.get(keyId);
-    if (!p) {
-      p = loadKey(keyId);
-      keys.set(keyId, p);
-      p.catch(() => keys.delete(keyId)); // an HSM hiccup is not remembered
-    }
-    return p;
-  }
-
-  async function makeOrLoadCurrent(): Promise<string> {
-    const existing = await deps.meta.get<PiiDataKeyRecord>(PII_DATA_KEY);
-    if (existing) return existing.keyId;
-    const fresh = randomBytes(32);
-    const rec: PiiDataKeyRecord = { keyId: newId(), alg: 'sealed-sm4-v1', wrapped: (await wrapper().wrapSecret(fresh)).toString('base64'), wrappedBy: 'hsm-kek', createdAt: nowIso() };
-    // Archive first: any key that may ever seal a value is findable by its id.
-    await deps.meta.set(PII_DATA_KEYS_PREFIX + rec.keyId, rec);
-    if ((await deps.meta.get(PII_DATA_KEY)) === undefined) await deps.meta.set(PII_DATA_KEY, rec);
-    const winner = (await deps.meta.get<PiiDataKeyRecord>(PII_DATA_KEY))!;
-    if (winner.keyId === rec.keyId) {
-      keys.set(rec.keyId, Promise.resolve(fresh));
-      log_.info({ keyId: rec.keyId }, 'PII data key created and stored wrapped under the HSM key-encryption key');
-    } else {
-      fresh.fill(0);
-    }
-    return winner.keyId;
-  }
-
-  async function currentKeyId(): Promise<string> {
-    current ??= makeOrLoadCurrent();
-    try {
-      const id = await current;
-      await key(id);
-      return id;
-    } catch (e) {
-      current = undefined;
-      throw e;
-    }
-  }
 
   function indexKey(dataKey: Buffer): Buffer {
     return hkdf('sm3', dataKey, Buffer.alloc(0), INDEX_INFO, 32);
