@@ -1,12 +1,12 @@
 // App authentication for /api/: every request is signed with the app's own key under the YQ1
 // scheme (yq1-scheme.ts, docs/api-auth.md). Checks run cheapest first, and the nonce is
 // spent only AFTER the signature verified, so a stranger cannot burn an app's nonces.
-import type { Middleware } from 'koa';
+import type { Middleware, ParameterizedContext } from 'koa';
 import { verifySignature } from '../crypto/verify.js';
 import { Codes, isYiqianError, type YiqianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { httpError, internalError } from './problem.js';
-import type { HttpState } from './state.js';
+import type { AuthenticatedApp, HttpState } from './state.js';
 import { YQ1_MAX_SKEW_MS, YQ1_SCHEMES, bodyHashHex, canonicalString, parseAuthorization, schemeForAlgorithm } from './yq1-scheme.js';
 
 /** The part of an app record authentication needs (store/ implements it). */
@@ -147,4 +147,10 @@ export function appAuth(opts: AppAuthOptions): Middleware<HttpState> {
     ctx.state.log = ctx.state.log.child({ appId: ctx.state.app!.id });
     await next();
   };
+}
+
+/** The app a route under /api/ was called by; a route mounted without app authentication is a wiring bug (500). */
+export function callingApp(ctx: ParameterizedContext<HttpState>): AuthenticatedApp {
+  if (!ctx.state.app) throw internalError(new Error(`${ctx.path} is served without app authentication`));
+  return ctx.state.app;
 }

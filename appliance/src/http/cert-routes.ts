@@ -15,7 +15,9 @@ import type { ExtensionInput } from '../pki/request-fields.js';
 import type { CertificateRecord, CertificateStatus } from '../pki/types.js';
 import { toPem } from '../crypto/der.js';
 import { jsonRoute } from './json-body.js';
-import { httpError, internalError } from './problem.js';
+import { httpError } from './problem.js';
+import { callingApp } from './app-auth.js';
+import { jsonObject } from './json-body.js';
 import type { HttpState } from './state.js';
 
 type Ctx = ParameterizedContext<HttpState>;
@@ -24,22 +26,13 @@ export interface CertRouteDeps {
   certificates: CertificateService;
 }
 
-function actorOf(ctx: Ctx): string {
-  const app = ctx.state.app;
-  if (!app) throw internalError(new Error('certificate routes mounted without app authentication'));
-  return `app:${app.id}`;
-}
+const actorOf = (ctx: Ctx): string => `app:${callingApp(ctx).id}`;
 
 function bad(zh: string, en: string, detail?: Record<string, unknown>): never {
   throw httpError(Codes.BAD_REQUEST, 400, zh, en, detail ? { detail } : {});
 }
 
-function body(ctx: Ctx): Record<string, unknown> {
-  const b = ctx.request.body;
-  if (b === undefined) return {};
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) bad('请求体必须是 JSON 对象', 'the request body must be a JSON object');
-  return b as Record<string, unknown>;
-}
+const body = jsonObject;
 
 const STRING_FIELDS = ['commonName', 'organisation', 'ou', 'department', 'employeeId', 'departmentId', 'titleLevel', 'email'] as const;
 

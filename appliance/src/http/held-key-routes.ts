@@ -10,7 +10,7 @@ import type { ParameterizedContext } from 'koa';
 import { toPem } from '../crypto/der.js';
 import { Codes, YiqianError } from '../errors.js';
 import type { HeldKeyView } from '../signing/types.js';
-import { internalError } from './problem.js';
+import { callingApp } from './app-auth.js';
 import type { HttpState } from './state.js';
 
 type Ctx = ParameterizedContext<HttpState>;
@@ -28,11 +28,7 @@ export interface HeldKeyRouteDeps {
 /** RFC 8555 §9.1: PEM certificate chain, leaf first. */
 export const PEM_CHAIN_TYPE = 'application/pem-certificate-chain';
 
-function appIdOf(ctx: Ctx): string {
-  const app = ctx.state.app;
-  if (!app) throw internalError(new Error('signing-key routes mounted without app authentication'));
-  return app.id;
-}
+const appIdOf = (ctx: Ctx): string => callingApp(ctx).id;
 
 /** The app's view: no disabled flag (a disabled key is simply not there for apps). */
 function appView(k: HeldKeyView & { disabled?: boolean; disabledAt?: string }): HeldKeyView {

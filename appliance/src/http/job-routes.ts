@@ -16,6 +16,7 @@ import type { JobScheduler } from '../jobs/scheduler.js';
 import { log } from '../log.js';
 import { jsonRoute } from './json-body.js';
 import { httpError, internalError } from './problem.js';
+import { callingApp } from './app-auth.js';
 import type { HttpState } from './state.js';
 
 type Ctx = ParameterizedContext<HttpState>;
@@ -34,11 +35,7 @@ export interface JobRouteDeps {
   audit?: Pick<AuditLog, 'append'>;
 }
 
-function actorOf(ctx: Ctx): string {
-  const app = ctx.state.app;
-  if (!app) throw internalError(new Error('job routes mounted without app authentication'));
-  return `app:${app.id}`;
-}
+const actorOf = (ctx: Ctx): string => `app:${callingApp(ctx).id}`;
 
 export function jobRouter(deps: JobRouteDeps): Router<HttpState> {
   const r = new Router<HttpState>({ sensitive: true });

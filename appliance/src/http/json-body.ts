@@ -1,7 +1,7 @@
 // JSON bodies. `parseJsonBody` (app-wide, after authentication) parses ctx.state.rawBody into
 // ctx.request.body when the Content-Type says JSON; `jsonRoute` (per route) refuses a body of
 // any other type with 415, so a JSON route never guesses what it was sent.
-import type { Middleware } from 'koa';
+import type { Middleware, ParameterizedContext } from 'koa';
 import { Codes } from '../errors.js';
 import { httpError } from './problem.js';
 import type { HttpState } from './state.js';
@@ -53,4 +53,12 @@ export function jsonRoute(): Middleware<HttpState> {
     }
     await next();
   };
+}
+
+/** The parsed JSON body as an object ({} when there is none); 400 BAD_REQUEST for an array or a scalar. */
+export function jsonObject(ctx: ParameterizedContext<HttpState>): Record<string, unknown> {
+  const b = ctx.request.body;
+  if (b === undefined) return {};
+  if (typeof b !== 'object' || b === null || Array.isArray(b)) throw httpError(Codes.BAD_REQUEST, 400, '请求体必须是 JSON 对象', 'the request body must be a JSON object');
+  return b as Record<string, unknown>;
 }

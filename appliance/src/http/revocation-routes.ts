@@ -34,7 +34,9 @@ import { readLimited } from './body-reader.js';
 import { type HttpLimits } from './create-api-app.js';
 import { createSignedObjectApp } from './signed-object-app.js';
 import { jsonRoute } from './json-body.js';
-import { httpError, internalError } from './problem.js';
+import { httpError } from './problem.js';
+import { callingApp } from './app-auth.js';
+import { jsonObject } from './json-body.js';
 import type { HttpState } from './state.js';
 
 export const OCSP_REQUEST_TYPE = 'application/ocsp-request';
@@ -52,20 +54,9 @@ function view(r: RevocationResult) {
   return { serial: c.serial, caId: c.caId, status: c.status, ...(c.revocation ? { revocation: c.revocation } : {}), crl: r.crl };
 }
 
-function actorOf(ctx: ParameterizedContext<HttpState>): string {
-  const app = ctx.state.app;
-  if (!app) throw internalError(new Error('revocation routes mounted without app authentication'));
-  return `app:${app.id}`;
-}
+const actorOf = (ctx: ParameterizedContext<HttpState>): string => `app:${callingApp(ctx).id}`;
 
-function bodyObject(ctx: ParameterizedContext<HttpState>): Record<string, unknown> {
-  const b = ctx.request.body;
-  if (b === undefined) return {};
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) {
-    throw httpError(Codes.BAD_REQUEST, 400, '请求体必须是 JSON 对象', 'request body must be a JSON object');
-  }
-  return b as Record<string, unknown>;
-}
+const bodyObject = jsonObject;
 
 /** Lifecycle routes, mounted under /api/v1 behind app authentication. */
 export function revocationApiRouter(service: Pick<RevocationService, 'revoke' | 'suspend' | 'resume'>): Router<HttpState> {

@@ -17,7 +17,8 @@ import { Codes, YiqianError } from '../errors.js';
 import { MAX_BATCH_ITEMS, SigningCodes } from '../signing/sign-service.js';
 import type { CmsSignRequest, CmsSignResult, RawSignRequest, RawSignResult, SigningService } from '../signing/types.js';
 import { jsonRoute } from './json-body.js';
-import { internalError, toClientError } from './problem.js';
+import { toClientError } from './problem.js';
+import { callingApp } from './app-auth.js';
 import type { HttpState } from './state.js';
 
 type Ctx = ParameterizedContext<HttpState>;
@@ -29,11 +30,7 @@ export interface SignRouteDeps {
 /** Items of one batch worked on at once: enough to keep the libuv pool and the HSM sessions busy. */
 export const BATCH_CONCURRENCY = 16;
 
-function appIdOf(ctx: Ctx): string {
-  const app = ctx.state.app;
-  if (!app) throw internalError(new Error('sign routes mounted without app authentication'));
-  return app.id;
-}
+const appIdOf = (ctx: Ctx): string => callingApp(ctx).id;
 
 function invalid(zh: string, en: string, field?: string): YiqianError {
   return new YiqianError(SigningCodes.SIGN_INPUT_INVALID, 400, { zh, en }, field ? { field } : undefined);

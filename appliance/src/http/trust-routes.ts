@@ -13,7 +13,9 @@ import { Codes } from '../errors.js';
 import type { CrlFetcher } from '../signing/crl-fetch.js';
 import type { TrustStoreService } from '../signing/trust-store.js';
 import { isJsonType, jsonRoute } from './json-body.js';
-import { httpError, internalError } from './problem.js';
+import { httpError } from './problem.js';
+import { callingApp } from './app-auth.js';
+import { jsonObject } from './json-body.js';
 import type { HttpState } from './state.js';
 
 type Ctx = ParameterizedContext<HttpState>;
@@ -25,22 +27,13 @@ export interface TrustRouteDeps {
   fetcher: Pick<CrlFetcher, 'fetchNow'>;
 }
 
-function actorOf(ctx: Ctx): string {
-  const app = ctx.state.app;
-  if (!app) throw internalError(new Error('trust routes mounted without app authentication'));
-  return `app:${app.id}`;
-}
+const actorOf = (ctx: Ctx): string => `app:${callingApp(ctx).id}`;
 
 function bad(zh: string, en: string, detail?: Record<string, unknown>): never {
   throw httpError(Codes.BAD_REQUEST, 400, zh, en, detail ? { detail } : {});
 }
 
-function body(ctx: Ctx): Record<string, unknown> {
-  const b = ctx.request.body;
-  if (b === undefined) return {};
-  if (typeof b !== 'object' || b === null || Array.isArray(b)) bad('请求体必须是 JSON 对象', 'the request body must be a JSON object');
-  return b as Record<string, unknown>;
-}
+const body = jsonObject;
 
 const IMPORT_FIELDS = ['certificate', 'crlUrl', 'crlFetchHours', 'ocspUrl'];
 
