@@ -20,6 +20,7 @@ PACKAGES=(
   make
   g++                # node-gyp builds the native addons
   python3
+  wrk                # C load generator for `make bench` (a Node client would share the 2 cores)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

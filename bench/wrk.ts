@@ -1,0 +1,100 @@
+// HTTP load from wrk (Debian's `wrk`, C + LuaJIT, one thread) instead of a Node client: on this
+// 2-core machine the load generator shares the cores with the server, and a Node HTTPS client
+// costs about as much CPU per request as the server does, which would hide the server's rate.
+// Per-request Authorization values (YQ1 headers, each with its own nonce) are signed before the
+// run and read from a file by the Lua script; every answer must be 200 and contain `expect`.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface WrkLoad {
+  url: string;
+  method?: 'POST' | 'GET';
+  contentType?: string;
+  body?: Buffer;
+  /** One Authorization value per request, used once each; none → no Authorization header. */
+  auths?: string[];
+  /** Bytes every 200 answer must contain (e.g. '"valid":true', or the DER of PKIStatus granted). */
+  expect?: string | Buffer;
+  seconds: number;
+  connections: number;
+}
+
+export interface WrkResult {
+  requestsPerSec: number;
+  requests: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Answers that were not 200, or lacked `expect`, plus socket errors and timeouts. */
+  bad: number;
+}
+
+// One thread: the whole load generator then costs at most one core, usually far less.
+const SCRIPT = String.raw`
+local auths, n, idx, bad, expect, fixed, ctype = {}, 0, 0, 0, "", nil, nil
+function init(args)
+  local method, path, bodyFile, authFile = args[1], args[2], args[4], args[5]
+  ctype = args[3]
+  expect = (args[6] or ""):gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
+  local f = io.open(bodyFile, "rb"); local body = f:read("*a"); f:close()
+  wrk.method, wrk.path, wrk.body = method, path, body
+  wrk.headers["Content-Type"] = ctype
+  if authFile ~= "" then
+    for line in io.lines(authFile) do n = n + 1; auths[n] = line end
+  else
+    fixed = wrk.format()
+  end
+end
+function request()
+  if fixed then return fixed end
+  idx = idx + 1
+  if idx > n then idx = 1; bad = bad + 1 end  -- ran out: a replayed nonce, counted as bad
+  -- wrk.format replaces wrk.headers with the table it is given (keeping only Host)
+  return wrk.format(nil, nil, { ["Content-Type"] = ctype, Authorization = auths[idx] })
+end
+function response(status, headers, body)
+  if status ~= 200 or (expect ~= "" and not string.find(body, expect, 1, true)) then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("YQ-WRK %d %d %.3f %.3f %d\n", summary.requests, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    bad + e.connect + e.read + e.write + e.timeout))
+end
+`;
+
+function run(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('wrk', args, { maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`wrk failed (is Debian's wrk installed? make deps installs it): ${err.message} ${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Runs `load` for load.seconds at load.connections; the Authorization values are used in order. */
+export async function wrk(load: WrkLoad): Promise<WrkResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'yq-wrk-'));
+  try {
+    const script = join(dir, 'load.lua');
+    const bodyFile = join(dir, 'body');
+    const authFile = load.auths?.length ? join(dir, 'auths') : '';
+    writeFileSync(script, SCRIPT);
+    writeFileSync(bodyFile, load.body ?? Buffer.alloc(0));
+    if (authFile) writeFileSync(authFile, load.auths!.join('\n') + '\n');
+    const u = new URL(load.url);
+    const out = await run([
+      '-t1', `-c${load.connections}`, `-d${load.seconds}s`, '--timeout', '10s', '-s', script,
+      `${u.protocol}//${u.host}`, '--',
+      load.method ?? 'POST', u.pathname + u.search, load.contentType ?? 'application/json', bodyFile, authFile,
+      Buffer.from(load.expect ?? '').toString('hex'), // hex: an argument cannot carry DER's zero bytes
+    ]);
+    const m = /YQ-WRK (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(out);
+    if (!m) throw new Error(`wrk printed no result: ${out}`);
+    const requests = Number(m[1]);
+    return { requests, requestsPerSec: requests / (Number(m[2]) / 1e6), p50Ms: Number(m[3]), p99Ms: Number(m[4]), bad: Number(m[5]) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
