@@ -105,6 +105,9 @@ t.test('sign with held keys, push the signature, read it back, re-verify', async
   const byPatient = await call('emr', 'GET', '/evidence/records?patientId=ZY2026112301&limit=1');
   t.equal(byPatient.status, 200, byPatient.body);
   t.same(byPatient.json.items.map((r: any) => r.id), [pushed.json.id], 'page 1 by patient');
+  // A list item is a summary: the CMS and the report stay with the detail.
+  for (const k of ['signature', 'verification', 'contentDigest', 'patientIdSealed', 'patientIdIndex']) t.notOk(k in byPatient.json.items[0], `no ${k} in a list item`);
+  t.match(byPatient.json.items[0], { id: pushed.json.id, kind: 'signature', appId: apps.emr.id, departmentId: 'D-CARD', patientIdMasked: 'ZY********01', tier: 'hot', verdict: { valid: true, code: 'OK' }, signer: { subject: detail.json.verification.signer.subject, serial: detail.json.verification.signer.serial } });
   const page2 = await call('emr', 'GET', `/evidence/records?patientId=ZY2026112301&limit=1&cursor=${byPatient.json.next}`);
   t.same(page2.json.items.map((r: any) => r.id), [cadesT.json.id], 'page 2');
   t.notOk(page2.json.next);

@@ -274,6 +274,31 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     });
   }
 
+  /** True when the index plan() walks answers every filter of q (besides project and time): no record needs reading to match. */
+  function indexOnly(q: EvidenceIndexQuery): boolean {
+    return ['patientIdIndex', 'businessSerial', 'departmentId', 'documentType', 'appId', 'kind'].filter((f) => q[f as IndexedField] !== undefined).length <= 1;
+  }
+
+  /** Up to `want` ids of one tier from the index keys alone (for indexOnly queries), in id order. */
+  function scanIds(t: Tiered, q: EvidenceIndexQuery, after: string | undefined, fromId: string | undefined, toId: string | undefined, want: number): string[] {
+    const p = plan(q);
+    const prefix: string[] = p.field ? [q.project, p.field, p.value!] : [q.project];
+    const db = p.field ? t.dbs.index : t.dbs.byProject;
+    const lower = after !== undefined && (fromId === undefined || after >= fromId) ? after : fromId;
+    const start = lower !== undefined ? [...prefix, lower] : prefix;
+    const end = toId !== undefined ? [...prefix, toId] : [...prefix, '\uffff'];
+    return t.writer.read(() => {
+      const out: string[] = [];
+      for (const key of db.getKeys({ start, end, limit: want + 1 }) as Iterable<unknown[]>) {
+        const id = key[key.length - 1] as string;
+        if (after !== undefined && id <= after) continue;
+        out.push(id);
+        if (out.length >= want) break;
+      }
+      return out;
+    });
+  }
+
   function checkLimit(limit: unknown): number {
     const l = limit ?? DEFAULT_PAGE;
     if (typeof l !== 'number' || !Number.isInteger(l) || l < 1 || l > MAX_PAGE) {
@@ -339,7 +364,24 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
       const fromId = q.from === undefined ? undefined : idFloor(isoMs('from', q.from));
       const toId = q.to === undefined ? undefined : idFloor(isoMs('to', q.to));
       if (fromId !== undefined && toId !== undefined && toId <= fromId) return { items: [] };
-      // Hot first, then cold (see the header): each tier's first limit+1 matches, merged by id.
+      if (indexOnly(q)) {
+        // Ids from the index keys of both tiers (hot first, see the header), merged; then only the
+        // page's records are read — a record is ~6 KB of JSON, its index key a few dozen bytes.
+        const h = scanIds(hot, q, after, fromId, toId, limit + 1);
+        const c = new Set(scanIds(cold, q, after, fromId, toId, limit + 1));
+        const ids = [...new Set([...h, ...c])].sort();
+        const pageIds = ids.slice(0, limit);
+        const items: EvidenceRecord[] = [];
+        for (const id of pageIds) {
+          // The cold copy wins (the hot one is on its way out); either may have gone meanwhile.
+          const rec = c.has(id) ? (getFrom(cold, id) ?? getFrom(hot, id)) : (getFrom(hot, id) ?? getFrom(cold, id));
+          if (rec && rec.project === q.project) items.push(rec);
+        }
+        const result: Page<EvidenceRecord> = { items };
+        if (ids.length > limit) result.next = encodeCursor(pageIds[pageIds.length - 1]);
+        return result;
+      }
+      // Several filters: records are read to match the others. Each tier's first limit+1 matches, merged by id.
       const h = scanTier(hot, q, after, fromId, toId, limit + 1);
       const c = scanTier(cold, q, after, fromId, toId, limit + 1);
       const merged = new Map<string, EvidenceRecord>();
