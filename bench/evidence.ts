@@ -12,6 +12,7 @@
 //      held key, verified at GB/T 38629 level 2 (chain + revocation) and stored durably, 32 conns
 //      → the SM2 engine's verify rate in process (both cores, 32 in flight), and /verify/cms over
 //      the same HTTPS (the same verification without storing).
+//      And POST /evidence/signatures/batch of 100 of them (records/s; one durable commit per batch).
 //   2. POST /evidence/digests, 32 conns → ingest.digest in process (32 in flight): the same
 //      per-record work (project check, patient-id seal, leaf, one durable LMDB transaction with
 //      the Merkle leaf and the counters) without TLS, YQ1 auth and JSON — so the ratio is the price
@@ -53,6 +54,8 @@ import { measure, printTable, type BenchRow } from './table.js';
 import { wrk } from './wrk.js';
 
 const CONNECTIONS = 32;
+/** Records per POST /evidence/signatures/batch (its maximum is 100). */
+const EVIDENCE_BATCH = 100;
 const QUERY_CONNECTIONS = 8;
 const SECONDS = 4;
 /** Requests per query shape (p99 of 500 samples: the 5th slowest). */
@@ -492,6 +495,8 @@ export async function benchEvidence(): Promise<BenchRow[]> {
         { signature: { format: 'cms', value: cms }, metadata: { system: 'EMR', departmentId: dept(1), patientId: patient(13), businessSerial: 'HTTP-S-1', documentType: DOC_TYPES[1] } },
         3000,
       );
+      const batchItem = { signature: { format: 'cms', value: cms }, metadata: { system: 'EMR', departmentId: dept(3), patientId: patient(19), businessSerial: 'HTTP-B-1', documentType: DOC_TYPES[3] } };
+      const batches = await ingestRate(c, u, '/api/v1/evidence/signatures/batch', { items: Array.from({ length: EVIDENCE_BATCH }, () => batchItem) }, 40, EVIDENCE_BATCH);
       const digests = await ingestRate(
         c,
         u,
@@ -502,6 +507,7 @@ export async function benchEvidence(): Promise<BenchRow[]> {
       const sigName = `HTTPS POST /evidence/signatures SM2 CMS, level 2 + durable, ${CONNECTIONS} conns, at ${fmt(filled.count)} records`;
       rows.push({ name: sigName, opsPerSec: signatures, baseline: `SM2 engine verify in process, both cores, ${CONNECTIONS} in flight`, baselineOpsPerSec: engineVerify });
       rows.push({ name: sigName, opsPerSec: signatures, baseline: `HTTPS POST /verify/cms same CMS level 2 (no store), ${CONNECTIONS} conns`, baselineOpsPerSec: verifyCms });
+      rows.push({ name: `HTTPS POST /evidence/signatures/batch of ${EVIDENCE_BATCH} SM2 CMS, level 2 + durable, records/s, ${CONNECTIONS} conns`, opsPerSec: batches * EVIDENCE_BATCH, baseline: `SM2 engine verify in process, both cores, ${CONNECTIONS} in flight`, baselineOpsPerSec: engineVerify });
       rows.push({ name: `HTTPS POST /evidence/digests, durable, ${CONNECTIONS} conns`, opsPerSec: digests, baseline: `ingest.digest in process (seal + leaf + durable LMDB txn), ${CONNECTIONS} in flight`, baselineOpsPerSec: ingestDigest });
 
       // Queries at QUERY_CONNECTIONS, headers signed before each shape.

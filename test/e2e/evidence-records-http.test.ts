@@ -1,7 +1,7 @@
 // Evidence records as an integrator meets them (issue 6 items 1–2): `yiqian init`, two apps in
 // two projects, held keys made by `yiqian signing-key create`, `yiqian serve`; then over HTTPS with
 // YQ1-signed requests: /api/v1/sign/cms (SM2 GB/T 35275, ECDSA CAdES-T) → /api/v1/evidence/signatures,
-// raw signatures from /sign/raw, digests, detail, queries, re-verification, rejections, another
+// raw signatures from /sign/raw, batch pushes, digests, detail, queries, re-verification, rejections, another
 // project's ids (404), each bad input's code; and after a restart every acknowledged record is there.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -160,6 +160,45 @@ t.test('bad input: each its code; refusals kept as rejections', async (t) => {
   t.equal(rejections.status, 200);
   t.same(rejections.json.items.map((r: any) => r.code), ['SIGNATURE_INVALID', 'DIGEST_LENGTH_INVALID', 'CMS_MALFORMED'], 'refusals, not malformed requests');
   t.same((await call('lis', 'GET', '/evidence/rejections')).json.items, [], 'own project only');
+});
+
+t.test('batch push: each item answered alone, the good stored, the bad refused and counted', async (t) => {
+  const stats0 = (await call('emr', 'GET', '/evidence/stats?scope=app')).json;
+  const cms = await Promise.all([1, 2].map((n) => call('emr', 'POST', '/sign/cms', { key: 'dr-sm2', accessCode: 'code-2026', content: b64(Buffer.from(`病程记录 ${n}`)) })));
+  const raw = await call('emr', 'POST', '/sign/raw', { key: 'seal-ec', data: b64(DOC) });
+  const items = [
+    { signature: { format: 'cms', value: cms[0].json.cms }, metadata: { departmentId: 'D-CARD', businessSerial: 'BATCH-1' } },
+    { original: b64(Buffer.from('altered')), signature: { format: 'raw', value: raw.json.signature, certificate: raw.json.certificate }, metadata: { departmentId: 'D-CARD' } },
+    { original: '***', signature: { format: 'raw', value: raw.json.signature, certificate: raw.json.certificate } },
+    { signature: { format: 'cms', value: cms[1].json.cms }, metadata: { departmentId: 'D-CARD', businessSerial: 'BATCH-2' } },
+  ];
+  const r = await call('emr', 'POST', '/evidence/signatures/batch', { items });
+  t.equal(r.status, 200, r.body);
+  t.match(r.json, { stored: 2, failed: 2 });
+  t.same(r.json.items.map((x: any) => [x.index, x.ok]), [[0, true], [1, false], [2, false], [3, true]]);
+  t.match(r.json.items[0], { id: /^[0-9A-Z]{26}$/, verdict: { valid: true, code: 'OK' }, leafIndex: acknowledged.length });
+  t.match(r.json.items[3], { verdict: { valid: true }, leafIndex: acknowledged.length + 1 });
+  t.match(r.json.items[1].error, { code: 'SIGNATURE_INVALID', status: 422, rejectionId: /^[0-9A-Z]{26}$/ });
+  t.ok(r.json.items[1].error.title && r.json.items[1].error.detail, 'en and zh');
+  t.match(r.json.items[2].error, { code: 'EVIDENCE_REQUEST_INVALID', status: 400, field: 'original' });
+  acknowledged.push(r.json.items[0].id, r.json.items[3].id);
+  for (const i of [0, 3]) {
+    const rec = await call('emr', 'GET', `/evidence/records/${r.json.items[i].id}`);
+    t.match(rec.json, { businessSerial: `BATCH-${i === 0 ? 1 : 2}`, verification: { valid: true } });
+  }
+  const stats1 = (await call('emr', 'GET', '/evidence/stats?scope=app')).json;
+  t.equal(stats1.total, stats0.total + 2, 'two records counted');
+  t.equal(stats1.rejections.total, stats0.rejections.total + 1, 'one rejection counted (the unparseable item is not one)');
+  const rejections = (await call('emr', 'GET', '/evidence/rejections')).json.items;
+  t.equal(rejections[rejections.length - 1].id, r.json.items[1].error.rejectionId);
+
+  const empty = await call('emr', 'POST', '/evidence/signatures/batch', { items: [] });
+  t.equal(empty.status, 400);
+  t.equal(empty.json.code, 'EVIDENCE_BATCH_EMPTY');
+  const big = await call('emr', 'POST', '/evidence/signatures/batch', { items: Array.from({ length: 101 }, () => items[0]) });
+  t.equal(big.status, 413);
+  t.equal(big.json.code, 'EVIDENCE_BATCH_TOO_LARGE');
+  t.equal((await call('emr', 'POST', '/evidence/signatures/batch', { items: {} })).json.code, 'EVIDENCE_REQUEST_INVALID');
 });
 
 t.test('after a restart every acknowledged record is there and in the tree', async (t) => {

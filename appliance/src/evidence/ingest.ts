@@ -43,6 +43,10 @@ export const EvidenceCodes = {
   EVIDENCE_NOT_FOUND: 'EVIDENCE_NOT_FOUND',
   /** Re-verification of a record that carries no signature (409). */
   EVIDENCE_NOT_SIGNED: 'EVIDENCE_NOT_SIGNED',
+  /** A batch push with no items (400). */
+  EVIDENCE_BATCH_EMPTY: 'EVIDENCE_BATCH_EMPTY',
+  /** A batch push of more than MAX_EVIDENCE_BATCH items (413). */
+  EVIDENCE_BATCH_TOO_LARGE: 'EVIDENCE_BATCH_TOO_LARGE',
 } as const;
 
 export const DIGEST_LENGTHS: Record<EvidenceDigestAlgorithm, number> = { sm3: 32, sha256: 32, sha384: 48, sha512: 64 };
@@ -138,7 +142,7 @@ export interface IngestResult {
 }
 
 export interface IngestDeps {
-  records: Pick<EvidenceRepository, 'append' | 'rejection'>;
+  records: Pick<EvidenceRepository, 'append' | 'appendBatch' | 'rejection'>;
   projects: ProjectDirectory;
   verification: VerificationService;
   /** Trust material for a time-stamp sent beside a raw signature (the verification service's trust store). */
@@ -147,8 +151,21 @@ export interface IngestDeps {
   patientIds: PatientIdProtector;
 }
 
+/** One item of a batch: its answer, or the error it would have been answered alone (a refusal's rejection is kept). */
+export type BatchItemResult = { ok: true; result: IngestResult } | { ok: false; error: unknown };
+
+/** Items of one batch verified at once (the verification and the patient-id seal are async). */
+const BATCH_CONCURRENCY = 16;
+export const MAX_EVIDENCE_BATCH = 100;
+
 export interface EvidenceIngest {
   signature(caller: IngestCaller, input: SignatureEvidenceInput): Promise<IngestResult>;
+  /**
+   * Each input verified as by signature(); the valid ones stored and the refusals kept as
+   * rejections, all in ONE durable transaction; answered per item, in order. An item given as an
+   * Error (e.g. it did not parse) is answered with it and touches nothing.
+   */
+  signatureBatch(caller: IngestCaller, inputs: readonly (SignatureEvidenceInput | Error)[]): Promise<BatchItemResult[]>;
   digest(caller: IngestCaller, input: DigestEvidenceInput): Promise<IngestResult>;
 }
 
@@ -324,6 +341,18 @@ function withTimestamp(r: VerificationReport, ts: TimestampCheck): VerificationR
   };
 }
 
+/** fn over items with at most `limit` in flight; results in order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i], i);
+    }),
+  );
+  return out;
+}
+
 function addYears(iso: string, years: number): string {
   const d = new Date(iso);
   d.setUTCFullYear(d.getUTCFullYear() + years);
@@ -333,7 +362,13 @@ function addYears(iso: string, years: number): string {
 export function createEvidenceIngest(deps: IngestDeps): EvidenceIngest {
   /** Keeps the rejection (durably, counted) and throws the refusal. */
   async function refuse(caller: IngestCaller, kind: EvidenceKind, metadata: EvidenceMetadata, r: EvidenceRefusal): Promise<never> {
-    const rejection: EvidenceRejection = {
+    const rejection = rejectionOf(caller, kind, metadata, r);
+    await deps.records.rejection(rejection);
+    throw refusalError(r, rejection);
+  }
+
+  function rejectionOf(caller: IngestCaller, kind: EvidenceKind, metadata: EvidenceMetadata, r: EvidenceRefusal): EvidenceRejection {
+    return {
       id: newId(),
       at: nowIso(),
       project: caller.project,
@@ -343,22 +378,31 @@ export function createEvidenceIngest(deps: IngestDeps): EvidenceIngest {
       code: r.code,
       reason: r.reason.slice(0, 500),
     };
-    await deps.records.rejection(rejection);
+  }
+
+  function refusalError(r: EvidenceRefusal, rejection: EvidenceRejection): YiqianError {
     const zh = VERDICT_ZH[r.code] ?? '签名验证未通过';
-    throw new YiqianError(r.code, r.status, { zh: `拒收：${zh}`, en: `refused: ${r.reason}` }, {
+    return new YiqianError(r.code, r.status, { zh: `拒收：${zh}`, en: `refused: ${r.reason}` }, {
       rejectionId: rejection.id,
       ...(r.report ? { verdict: summary(r.report) } : {}),
     });
   }
 
-  async function digestLength(caller: IngestCaller, kind: EvidenceKind, metadata: EvidenceMetadata, d: DigestInput): Promise<void> {
+  function digestLengthRefusal(d: DigestInput): EvidenceRefusal | undefined {
     const want = DIGEST_LENGTHS[d.algorithm];
-    if (d.value.length !== want) {
-      await refuse(caller, kind, metadata, new EvidenceRefusal(EvidenceCodes.DIGEST_LENGTH_INVALID, 400, `a ${d.algorithm} digest has ${want} bytes, got ${d.value.length}`));
-    }
+    return d.value.length === want ? undefined : new EvidenceRefusal(EvidenceCodes.DIGEST_LENGTH_INVALID, 400, `a ${d.algorithm} digest has ${want} bytes, got ${d.value.length}`);
+  }
+
+  async function digestLength(caller: IngestCaller, kind: EvidenceKind, metadata: EvidenceMetadata, d: DigestInput): Promise<void> {
+    const r = digestLengthRefusal(d);
+    if (r) await refuse(caller, kind, metadata, r);
   }
 
   async function store(caller: IngestCaller, id: string, retentionYears: number, metadata: EvidenceMetadata, rest: Pick<EvidenceRecordFields, 'kind' | 'contentDigest' | 'original' | 'signature' | 'verification'>): Promise<EvidenceRecord> {
+    return deps.records.append(...(await fieldsOf(caller, id, retentionYears, metadata, rest)));
+  }
+
+  async function fieldsOf(caller: IngestCaller, id: string, retentionYears: number, metadata: EvidenceMetadata, rest: Pick<EvidenceRecordFields, 'kind' | 'contentDigest' | 'original' | 'signature' | 'verification'>): Promise<[EvidenceRecordFields, Buffer]> {
     const receivedAt = receivedAtOf(id);
     const { patientId, ...meta } = metadata;
     const fields: EvidenceRecordFields = {
@@ -375,7 +419,66 @@ export function createEvidenceIngest(deps: IngestDeps): EvidenceIngest {
       ...(rest.verification ? { verification: rest.verification } : {}),
       retainUntil: addYears(receivedAt, retentionYears),
     };
-    return deps.records.append(fields, leafData(fields));
+    return [fields, leafData(fields)];
+  }
+
+  /** A signature record checked and verified, ready to store — or refused (to keep as a rejection). Throws 4xx for a request that cannot be verified at all. */
+  async function prepareSignature(caller: IngestCaller, input: SignatureEvidenceInput, retentionYears: number): Promise<{ fields: EvidenceRecordFields; leaf: Buffer; verdict: VerdictSummary } | { refusal: EvidenceRefusal; metadata: EvidenceMetadata }> {
+    // Received now: the id carries the instant (receivedAt), set before verification.
+    const id = newId();
+    if (typeof input !== 'object' || input === null) invalid('body', '请求体必须是对象', 'the request must be an object');
+    const metadata = checkMetadata(input.metadata);
+    const sig = input.signature;
+    if (typeof sig !== 'object' || sig === null) invalid('signature', '缺少 signature', 'signature is required');
+    if (sig.format !== 'cms' && sig.format !== 'raw') invalid('signature.format', 'signature.format 必须是 cms 或 raw', 'signature.format must be cms or raw');
+    if (!Buffer.isBuffer(sig.value) || sig.value.length === 0) invalid('signature.value', '缺少签名值', 'signature.value must be non-empty bytes');
+    if (input.original !== undefined && (!Buffer.isBuffer(input.original) || input.original.length === 0)) invalid('original', 'original 不能为空', 'original must be non-empty bytes');
+    if (input.mediaType !== undefined && (typeof input.mediaType !== 'string' || !/^[\w.+-]+\/[\w.+-]+$/.test(input.mediaType) || input.mediaType.length > 128)) invalid('mediaType', 'mediaType 必须是 MIME 类型', 'mediaType must be a MIME type such as application/pdf');
+    const dg = input.digest === undefined ? undefined : checkDigestShape(input.digest, 'digest');
+    if (sig.signingTime !== undefined && (typeof sig.signingTime !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(sig.signingTime) || Number.isNaN(Date.parse(sig.signingTime)))) invalid('signature.signingTime', 'signingTime 必须是 ISO 8601 时间', 'signature.signingTime must be an ISO 8601 time');
+    if (sig.statedSigner !== undefined) {
+      const s = sig.statedSigner as unknown;
+      if (typeof s !== 'object' || s === null || Array.isArray(s) || Object.keys(s).length > 16 || !Object.entries(s).every(([k, v]) => k.length <= 64 && typeof v === 'string' && [...v].length <= MAX_METADATA_CHARS)) {
+        invalid('signature.statedSigner', 'statedSigner 必须是至多 16 个字符串字段的对象', 'signature.statedSigner must be an object of at most 16 string fields (≤ 128 characters each)');
+      }
+    }
+    if (dg) {
+      const refusal = digestLengthRefusal(dg);
+      if (refusal) return { refusal, metadata };
+    }
+
+    const checked = await verifySignatureEvidence(deps, { signature: sig, ...(input.original ? { original: input.original } : {}), ...(dg ? { digest: dg } : {}), receivedAt: new Date(receivedAtOf(id)) });
+    if (checked instanceof EvidenceRefusal) return { refusal: checked, metadata };
+
+    let original: EvidenceRecord['original'];
+    let contentDigest: EvidenceRecord['contentDigest'];
+    if (input.original !== undefined) {
+      const blob = await deps.blobs.putBuffer(input.original);
+      original = { blobId: blob.blobId, bytes: blob.bytes, ...(input.mediaType ? { mediaType: input.mediaType } : {}) };
+      contentDigest = { algorithm: 'sm3', value: blob.blobId };
+    } else if (dg) {
+      contentDigest = { algorithm: dg.algorithm, value: dg.value.toString('hex') };
+    } else {
+      contentDigest = { algorithm: 'sm3', value: hashOf('sm3', checked.content!).toString('hex') };
+    }
+    const { content: _content, ...report } = checked.report;
+    const [fields, leaf] = await fieldsOf(caller, id, retentionYears, metadata, {
+      kind: 'signature',
+      contentDigest,
+      ...(original ? { original } : {}),
+      signature: {
+        format: sig.format,
+        value: sig.value.toString('base64'),
+        ...(sig.algorithm ? { algorithm: sig.algorithm } : {}),
+        ...(sig.certificate ? { certificate: sig.certificate.toString('base64') } : {}),
+        ...(sig.chain?.length ? { chain: sig.chain.map((c) => c.toString('base64')) } : {}),
+        ...(checked.token ? { timestampToken: checked.token.toString('base64') } : {}),
+        ...(sig.signingTime ? { signingTime: sig.signingTime } : {}),
+        ...(sig.statedSigner ? { statedSigner: sig.statedSigner } : {}),
+      },
+      verification: report,
+    });
+    return { fields, leaf, verdict: summary(report) };
   }
 
   function answer(rec: EvidenceRecord, verdict: VerdictSummary): IngestResult {
@@ -385,58 +488,37 @@ export function createEvidenceIngest(deps: IngestDeps): EvidenceIngest {
   return {
     async signature(caller, input) {
       const project = await deps.projects.writable(caller.project);
-      // Received now: the id carries the instant (receivedAt), set before verification.
-      const id = newId();
-      if (typeof input !== 'object' || input === null) invalid('body', '请求体必须是对象', 'the request must be an object');
-      const metadata = checkMetadata(input.metadata);
-      const sig = input.signature;
-      if (typeof sig !== 'object' || sig === null) invalid('signature', '缺少 signature', 'signature is required');
-      if (sig.format !== 'cms' && sig.format !== 'raw') invalid('signature.format', 'signature.format 必须是 cms 或 raw', 'signature.format must be cms or raw');
-      if (!Buffer.isBuffer(sig.value) || sig.value.length === 0) invalid('signature.value', '缺少签名值', 'signature.value must be non-empty bytes');
-      if (input.original !== undefined && (!Buffer.isBuffer(input.original) || input.original.length === 0)) invalid('original', 'original 不能为空', 'original must be non-empty bytes');
-      if (input.mediaType !== undefined && (typeof input.mediaType !== 'string' || !/^[\w.+-]+\/[\w.+-]+$/.test(input.mediaType) || input.mediaType.length > 128)) invalid('mediaType', 'mediaType 必须是 MIME 类型', 'mediaType must be a MIME type such as application/pdf');
-      const dg = input.digest === undefined ? undefined : checkDigestShape(input.digest, 'digest');
-      if (sig.signingTime !== undefined && (typeof sig.signingTime !== 'string' || !/^\d{4}-\d{2}-\d{2}T/.test(sig.signingTime) || Number.isNaN(Date.parse(sig.signingTime)))) invalid('signature.signingTime', 'signingTime 必须是 ISO 8601 时间', 'signature.signingTime must be an ISO 8601 time');
-      if (sig.statedSigner !== undefined) {
-        const s = sig.statedSigner as unknown;
-        if (typeof s !== 'object' || s === null || Array.isArray(s) || Object.keys(s).length > 16 || !Object.entries(s).every(([k, v]) => k.length <= 64 && typeof v === 'string' && [...v].length <= MAX_METADATA_CHARS)) {
-          invalid('signature.statedSigner', 'statedSigner 必须是至多 16 个字符串字段的对象', 'signature.statedSigner must be an object of at most 16 string fields (≤ 128 characters each)');
+      const p = await prepareSignature(caller, input, project.retentionYears);
+      if ('refusal' in p) return refuse(caller, 'signature', p.metadata, p.refusal);
+      return answer(await deps.records.append(p.fields, p.leaf), p.verdict);
+    },
+
+    async signatureBatch(caller, inputs) {
+      const project = await deps.projects.writable(caller.project);
+      const prepared = await mapBounded(inputs, BATCH_CONCURRENCY, async (input) => {
+        if (input instanceof Error) return { error: input };
+        try {
+          return await prepareSignature(caller, input, project.retentionYears);
+        } catch (error) {
+          return { error };
         }
-      }
-      if (dg) await digestLength(caller, 'signature', metadata, dg);
-
-      const checked = await verifySignatureEvidence(deps, { signature: sig, ...(input.original ? { original: input.original } : {}), ...(dg ? { digest: dg } : {}), receivedAt: new Date(receivedAtOf(id)) });
-      if (checked instanceof EvidenceRefusal) return refuse(caller, 'signature', metadata, checked);
-
-      let original: EvidenceRecord['original'];
-      let contentDigest: EvidenceRecord['contentDigest'];
-      if (input.original !== undefined) {
-        const blob = await deps.blobs.putBuffer(input.original);
-        original = { blobId: blob.blobId, bytes: blob.bytes, ...(input.mediaType ? { mediaType: input.mediaType } : {}) };
-        contentDigest = { algorithm: 'sm3', value: blob.blobId };
-      } else if (dg) {
-        contentDigest = { algorithm: dg.algorithm, value: dg.value.toString('hex') };
-      } else {
-        contentDigest = { algorithm: 'sm3', value: hashOf('sm3', checked.content!).toString('hex') };
-      }
-      const { content: _content, ...report } = checked.report;
-      const rec = await store(caller, id, project.retentionYears, metadata, {
-        kind: 'signature',
-        contentDigest,
-        ...(original ? { original } : {}),
-        signature: {
-          format: sig.format,
-          value: sig.value.toString('base64'),
-          ...(sig.algorithm ? { algorithm: sig.algorithm } : {}),
-          ...(sig.certificate ? { certificate: sig.certificate.toString('base64') } : {}),
-          ...(sig.chain?.length ? { chain: sig.chain.map((c) => c.toString('base64')) } : {}),
-          ...(checked.token ? { timestampToken: checked.token.toString('base64') } : {}),
-          ...(sig.signingTime ? { signingTime: sig.signingTime } : {}),
-          ...(sig.statedSigner ? { statedSigner: sig.statedSigner } : {}),
-        },
-        verification: report,
       });
-      return answer(rec, summary(report));
+      const toStore: { index: number; fields: EvidenceRecordFields; leaf: Buffer; verdict: VerdictSummary }[] = [];
+      const refused: { index: number; refusal: EvidenceRefusal; rejection: EvidenceRejection }[] = [];
+      const out: BatchItemResult[] = new Array(inputs.length);
+      prepared.forEach((p, index) => {
+        if ('error' in p) out[index] = { ok: false, error: p.error };
+        else if ('refusal' in p) refused.push({ index, refusal: p.refusal, rejection: rejectionOf(caller, 'signature', p.metadata, p.refusal) });
+        else toStore.push({ index, ...p });
+      });
+      // One durable transaction: the records, their leaves and counts, and the rejections.
+      const stored = await deps.records.appendBatch(
+        toStore.map((x) => ({ fields: x.fields, leafData: x.leaf })),
+        refused.map((x) => x.rejection),
+      );
+      toStore.forEach((x, i) => (out[x.index] = { ok: true, result: answer(stored[i], x.verdict) }));
+      for (const x of refused) out[x.index] = { ok: false, error: refusalError(x.refusal, x.rejection) };
+      return out;
     },
 
     async digest(caller, input) {

@@ -6,6 +6,8 @@
 //                                signature {format: cms|raw, value, algorithm?, certificate?, chain?,
 //                                           timestampToken?, signingTime?, statedSigner?},
 //                                metadata? {system, departmentId, patientId, businessSerial, documentType}}   201
+//   POST /evidence/signatures/batch {items: [the body above] (1–100)}  200 {items: [{index, ok, …}], stored, failed}
+//                               each item answered as alone; the stored and the rejections in one durable commit
 //   POST /evidence/digests      {digest {algorithm, value}, metadata?}                                 201
 //   GET  /evidence/records?appId&departmentId&patientId&businessSerial&documentType&kind&from&to&limit&cursor
 //   GET  /evidence/records/:id
@@ -17,11 +19,11 @@ import Router from '@koa/router';
 import type { ParameterizedContext } from 'koa';
 import { fromPem } from '../crypto/der.js';
 import { YiqianError } from '../errors.js';
-import { EvidenceCodes, type EvidenceIngest, type IngestCaller, type SignatureInput } from '../evidence/ingest.js';
+import { EvidenceCodes, MAX_EVIDENCE_BATCH, type EvidenceIngest, type IngestCaller, type SignatureEvidenceInput, type SignatureInput } from '../evidence/ingest.js';
 import type { EvidenceRecords } from '../evidence/records.js';
 import type { EvidenceDigestAlgorithm, EvidenceKind } from '../evidence/types.js';
 import { jsonRoute } from './json-body.js';
-import { internalError } from './problem.js';
+import { internalError, toClientError } from './problem.js';
 import type { HttpState } from './state.js';
 
 type Ctx = ParameterizedContext<HttpState>;
@@ -105,6 +107,20 @@ function signatureOf(v: unknown): SignatureInput {
   };
 }
 
+/** The body of POST /evidence/signatures (or one item of a batch), decoded. */
+function signaturePush(v: unknown, what: string): SignatureEvidenceInput {
+  const b = object(v, what);
+  onlyFields(b, ['original', 'mediaType', 'digest', 'signature', 'metadata'], '');
+  if (b.signature === undefined) invalid('signature', '缺少 signature', 'signature is required');
+  return {
+    ...(b.original !== undefined ? { original: base64('original', b.original) } : {}),
+    ...(b.mediaType !== undefined ? { mediaType: b.mediaType as string } : {}),
+    ...(b.digest !== undefined ? { digest: digestOf(b.digest) } : {}),
+    signature: signatureOf(b.signature),
+    ...(b.metadata !== undefined ? { metadata: b.metadata as never } : {}),
+  };
+}
+
 function queryString(ctx: Ctx, name: string): string | undefined {
   const v = ctx.query[name];
   if (v === undefined) return undefined;
@@ -125,19 +141,37 @@ export function evidenceRecordRouter(deps: EvidenceRecordRouteDeps): Router<Http
   const r = new Router<HttpState>({ sensitive: true });
 
   r.post('/evidence/signatures', jsonRoute(), async (ctx) => {
-    const b = object(ctx.request.body, '请求体');
-    onlyFields(b, ['original', 'mediaType', 'digest', 'signature', 'metadata'], '');
-    if (b.signature === undefined) invalid('signature', '缺少 signature', 'signature is required');
-    const result = await deps.ingest.signature(callerOf(ctx), {
-      ...(b.original !== undefined ? { original: base64('original', b.original) } : {}),
-      ...(b.mediaType !== undefined ? { mediaType: b.mediaType as string } : {}),
-      ...(b.digest !== undefined ? { digest: digestOf(b.digest) } : {}),
-      signature: signatureOf(b.signature),
-      ...(b.metadata !== undefined ? { metadata: b.metadata as never } : {}),
-    });
+    const result = await deps.ingest.signature(callerOf(ctx), signaturePush(ctx.request.body, '请求体'));
     ctx.status = 201;
     ctx.set('Location', `/api/v1/evidence/records/${result.id}`);
     ctx.body = result;
+  });
+
+  r.post('/evidence/signatures/batch', jsonRoute(), async (ctx) => {
+    const b = object(ctx.request.body, '请求体');
+    onlyFields(b, ['items'], '');
+    const items = b.items;
+    if (!Array.isArray(items)) invalid('items', 'items 必须是数组', 'items must be an array');
+    if (items.length === 0) throw new YiqianError(EvidenceCodes.EVIDENCE_BATCH_EMPTY, 400, { zh: '批量存证至少需要一项', en: 'a batch needs at least one item' });
+    if (items.length > MAX_EVIDENCE_BATCH) {
+      throw new YiqianError(EvidenceCodes.EVIDENCE_BATCH_TOO_LARGE, 413, { zh: `批量存证最多 ${MAX_EVIDENCE_BATCH} 项，收到 ${items.length} 项`, en: `a batch holds at most ${MAX_EVIDENCE_BATCH} items, got ${items.length}` }, { max: MAX_EVIDENCE_BATCH, got: items.length });
+    }
+    // An item that does not parse is answered with its 400 and stores nothing, like a push alone.
+    const inputs = items.map((item): SignatureEvidenceInput | Error => {
+      try {
+        return signaturePush(item, 'items[]');
+      } catch (e) {
+        return e as Error;
+      }
+    });
+    const results = (await deps.ingest.signatureBatch(callerOf(ctx), inputs)).map((x, index) => {
+      if (x.ok) return { index, ok: true, ...x.result };
+      const ce = toClientError(x.error);
+      if (ce.status >= 500) ctx.state.log.error({ err: x.error, index }, 'batch evidence item failed');
+      return { index, ok: false, error: { ...ce.detail, code: ce.code, status: ce.status, title: ce.text.en, detail: ce.text.zh } };
+    });
+    const stored = results.filter((x) => x.ok).length;
+    ctx.body = { items: results, stored, failed: results.length - stored };
   });
 
   r.post('/evidence/digests', jsonRoute(), async (ctx) => {

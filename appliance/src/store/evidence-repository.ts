@@ -79,6 +79,11 @@ export interface EvidenceRepository {
    * transaction of the hot env; resolves (with leafIndex / leafHash filled in) only once durable.
    */
   append(fields: EvidenceRecordFields, leafData: Buffer): Promise<EvidenceRecord>;
+  /**
+   * Stores several records (each as append() would) and rejections (each as rejection() would)
+   * in ONE durable transaction, leaves in the given order; resolves with the records once durable.
+   */
+  appendBatch(records: readonly { fields: EvidenceRecordFields; leafData: Buffer }[], rejections: readonly EvidenceRejection[]): Promise<EvidenceRecord[]>;
   /** Stores a rejection and counts it, in one durable transaction. */
   rejection(r: EvidenceRejection): Promise<EvidenceRejection>;
   /** From either tier (hot first). */
@@ -311,34 +316,62 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     return t.writer.read(() => t.dbs.records.get(id) as EvidenceRecord | undefined);
   }
 
+  /** A record's fields, checked, as a JSON copy (nothing the caller keeps can change what is stored). */
+  function checkedFields(fields: EvidenceRecordFields, leafData: Buffer): EvidenceRecordFields {
+    if (typeof fields !== 'object' || fields === null || typeof fields.id !== 'string' || !ULID.test(fields.id)) {
+      fail(Codes.BAD_REQUEST, 400, '存证记录标识无效', 'an evidence record id must be a ULID');
+    }
+    if (typeof fields.project !== 'string' || fields.project.length === 0) fail(Codes.BAD_REQUEST, 400, '缺少项目', 'an evidence record needs its project');
+    if (!(leafData instanceof Uint8Array)) fail(Codes.BAD_REQUEST, 400, '叶子数据必须是字节串', 'leaf data must be bytes');
+    if (getFrom(cold, fields.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${fields.id} is taken`);
+    return JSON.parse(JSON.stringify(fields)) as EvidenceRecordFields;
+  }
+
+  /** Inside the hot env's write transaction: the record, its indexes, its leaf and its counts. */
+  function storeInTxn(base: EvidenceRecordFields, leafData: Buffer): EvidenceRecord {
+    if (hot.dbs.records.doesExist(base.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${base.id} is taken`);
+    const leaf = deps.merkle.appendInTransaction(leafData);
+    const rec: EvidenceRecord = { ...base, leafIndex: leaf.index, leafHash: leaf.leafHash.toString('hex'), tier: 'hot' };
+    putRecord(hot, rec);
+    deps.counters.recordStoredInTxn(rec);
+    return rec;
+  }
+
+  function checkedRejection(r: EvidenceRejection): EvidenceRejection {
+    if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !ULID.test(r.id)) fail(Codes.BAD_REQUEST, 400, '拒收记录标识无效', 'a rejection id must be a ULID');
+    return JSON.parse(JSON.stringify(r)) as EvidenceRejection;
+  }
+
+  function rejectionInTxn(rec: EvidenceRejection): void {
+    void rejections.put(rec.id, rec);
+    void rejectionsByProject.put([rec.project, rec.id], 1);
+    deps.counters.rejectionInTxn(rec);
+  }
+
   const repo: EvidenceRepository = {
     coldTier: { dbs: cold.dbs, writer: cold.writer },
 
     async append(fields, leafData) {
-      if (typeof fields !== 'object' || fields === null || typeof fields.id !== 'string' || !ULID.test(fields.id)) {
-        fail(Codes.BAD_REQUEST, 400, '存证记录标识无效', 'an evidence record id must be a ULID');
-      }
-      if (typeof fields.project !== 'string' || fields.project.length === 0) fail(Codes.BAD_REQUEST, 400, '缺少项目', 'an evidence record needs its project');
-      if (!(leafData instanceof Uint8Array)) fail(Codes.BAD_REQUEST, 400, '叶子数据必须是字节串', 'leaf data must be bytes');
-      if (getFrom(cold, fields.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${fields.id} is taken`);
-      const base = JSON.parse(JSON.stringify(fields)) as EvidenceRecordFields;
+      const base = checkedFields(fields, leafData);
+      return hot.writer.durable(() => storeInTxn(base, leafData));
+    },
+
+    async appendBatch(records, rejectionList) {
+      if (!Array.isArray(records) || !Array.isArray(rejectionList)) fail(Codes.BAD_REQUEST, 400, '批量记录必须是数组', 'records and rejections must be arrays');
+      const bases = records.map((r) => checkedFields(r.fields, r.leafData));
+      const rejs = rejectionList.map(checkedRejection);
+      if (bases.length === 0 && rejs.length === 0) return [];
       return hot.writer.durable(() => {
-        if (hot.dbs.records.doesExist(base.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${base.id} is taken`);
-        const leaf = deps.merkle.appendInTransaction(leafData);
-        const rec: EvidenceRecord = { ...base, leafIndex: leaf.index, leafHash: leaf.leafHash.toString('hex'), tier: 'hot' };
-        putRecord(hot, rec);
-        deps.counters.recordStoredInTxn(rec);
-        return rec;
+        const out = bases.map((b, i) => storeInTxn(b, records[i].leafData));
+        for (const r of rejs) rejectionInTxn(r);
+        return out;
       });
     },
 
     async rejection(r) {
-      if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !ULID.test(r.id)) fail(Codes.BAD_REQUEST, 400, '拒收记录标识无效', 'a rejection id must be a ULID');
-      const rec = JSON.parse(JSON.stringify(r)) as EvidenceRejection;
+      const rec = checkedRejection(r);
       return hot.writer.durable(() => {
-        void rejections.put(rec.id, rec);
-        void rejectionsByProject.put([rec.project, rec.id], 1);
-        deps.counters.rejectionInTxn(rec);
+        rejectionInTxn(rec);
         return rec;
       });
     },
