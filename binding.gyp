@@ -16,6 +16,14 @@
       "cflags": ["-O2", "-Wall"],
       "include_dirs": ["node_modules/pkcs11js/includes/pkcs11"],
       "libraries": ["-ldl"]
+    },
+    {
+      # C_SignInit + C_Sign in one libuv-pool job, on the sessions pkcs11js opened (pkcs11/sign-async.ts).
+      "target_name": "yiqian_pkcs11_sign",
+      "sources": ["firmware-bridge/pkcs11/native/sign-async.c"],
+      "cflags": ["-O2", "-Wall"],
+      "include_dirs": ["node_modules/pkcs11js/includes/pkcs11"],
+      "libraries": ["-ldl"]
     }
   ]
 }

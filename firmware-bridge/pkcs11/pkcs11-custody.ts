@@ -3,7 +3,8 @@
 // Two custody modes:
 //  - hsm: the private key is a token object (CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, never
 //    extractable); C_Sign does the work. ECDSA P-256/P-384, RSA 2048/3072/4096, and SM2 when
-//    the token has vendor SM2 mechanisms (VendorSm2Profile from config).
+//    the token has vendor SM2 mechanisms (VendorSm2Profile from config). ECDSA and RSA run
+//    C_SignInit + C_Sign as one libuv-pool job (sign-async.ts), off Node's main thread.
 //  - wrapped: SM2 on a token without SM2 (SoftHSM2). The scalar is made in process, wrapped
 //    under the token's AES-256 KEK, and only the ciphertext is stored (registry); it is
 //    unwrapped into memory once, when a signer is first asked for.
@@ -36,7 +37,7 @@ import type {
 } from '../../appliance/src/crypto/interfaces.js';
 import { YiqianError, Codes } from '../../appliance/src/errors.js';
 import { log } from '../../appliance/src/log.js';
-import { ck, findObjects, isLoggedIn, pkcs11Error, readAttribute, type Pkcs11Module, type Template } from './pkcs11-module.js';
+import { ck, findObjects, isLoggedIn, pkcs11Error, readAttribute, type Mechanism, type Pkcs11Module, type Template } from './pkcs11-module.js';
 import { Pkcs11SessionPool, type HsmObserver, type PooledSession } from './session-pool.js';
 import { badRequest, isCkr, keyExists, keyNotFound, mechanismUnsupported, recoveryFor, unwrapFailed } from './pkcs11-errors.js';
 import { formatPkcs11Uri, parsePkcs11Uri, pkcs11UriMatches } from './pkcs11-uri.js';
@@ -58,6 +59,7 @@ import {
   type RsaDecryptAlg,
 } from './decrypt.js';
 import { SM2_DEFAULT_ID, checkSm2Profile, profileMechanismText, sm2ProfileSignStep, type VendorSm2Profile } from './vendor-sm2-profile.js';
+import { loadNativeSign, type NativeSign, type PssParams } from './sign-async.js';
 
 export type { VendorSm2Profile } from './vendor-sm2-profile.js';
 export type { HsmObserver, HsmOperationEvent } from './session-pool.js';
@@ -108,6 +110,12 @@ export interface Pkcs11Options {
   reconnectIntervalMs?: number;
   /** Called after the module was re-initialised (wire the TLS engine's invalidateSessions here). */
   onReinitialize?: () => void;
+  /**
+   * hsm-mode ECDSA / RSA signatures run C_SignInit + C_Sign as one libuv-pool job in the
+   * yiqian_pkcs11_sign addon (sign-async.ts) instead of pkcs11js's C_SignInit on the main thread
+   * (default true; without the addon the custody logs once and uses pkcs11js).
+   */
+  nativeSign?: boolean;
 }
 
 export interface InventoryProblem {
@@ -155,7 +163,9 @@ export async function openPkcs11Custody(opts: Pkcs11Options, registry: KeyRegist
     reconnectIntervalMs: opts.reconnectIntervalMs,
     onReinitialize: opts.onReinitialize,
   });
-  return new Pkcs11KeyCustody(pool, registry, opts, profile, wrapName);
+  // After open: the addon dlopen()s the library pkcs11js has loaded and initialised (same instance).
+  const nativeSign = opts.nativeSign === false ? undefined : loadNativeSign(opts.module);
+  return new Pkcs11KeyCustody(pool, registry, opts, profile, wrapName, nativeSign);
 }
 
 interface CachedHandle {
@@ -178,6 +188,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     private readonly opts: Pkcs11Options,
     private readonly profile: Required<VendorSm2Profile> | undefined,
     private readonly wrapName: WrapMechanismName,
+    private readonly nativeSign: NativeSign | undefined,
   ) {
     this.tokenLabel = opts.tokenLabel;
     this.kekLabel = opts.kekLabel ?? 'yiqian-kek';
@@ -506,18 +517,25 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       sign: async (data: Buffer, opts?: SignOptions) => {
         if (!Buffer.isBuffer(data)) throw badRequest('data to sign must be bytes', '待签名数据必须是字节');
         const st = await step(data, opts);
+        const native = this.nativeSign;
+        const job = native && (curve || bits) ? nativeJob(st.mechanism) : undefined;
+        // Either way a failure leaves no signing operation active: a failed C_SignInit starts none,
+        // and a C_Sign that fails (other than CKR_BUFFER_TOO_SMALL) ends it (PKCS#11 v2.40 §5.12).
+        const signOnce = async (p11: Pkcs11Module, s: PooledSession, handle: Buffer): Promise<Buffer> => {
+          if (native && job) return native.sign(s.handle, job.type, job.param, handle, st.input, st.outLen);
+          p11.C_SignInit(s.handle, st.mechanism, handle);
+          return p11.C_SignAsync(s.handle, st.input, Buffer.alloc(st.outLen));
+        };
         return this.pool.run('sign', async (p11, s) => {
-          let handle = this.privateHandle(p11, s, record);
+          let raw: Buffer;
           try {
-            p11.C_SignInit(s.handle, st.mechanism, handle);
+            raw = await signOnce(p11, s, this.privateHandle(p11, s, record));
           } catch (e) {
             if (!isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
             // Handles change when the token logs out or the module is re-initialised: look it up again.
             this.handles.delete(record.label);
-            handle = this.privateHandle(p11, s, record);
-            p11.C_SignInit(s.handle, st.mechanism, handle);
+            raw = await signOnce(p11, s, this.privateHandle(p11, s, record));
           }
-          const raw = await p11.C_SignAsync(s.handle, st.input, Buffer.alloc(st.outLen));
           return st.finish(raw);
         });
       },
@@ -760,6 +778,16 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     this.handles.clear();
     await this.pool.close();
   }
+}
+
+/** The addon's form of a sign step's mechanism, for the mechanisms it supports (else undefined: pkcs11js). */
+function nativeJob(m: Mechanism): { type: number; param: PssParams | null } | undefined {
+  if ((m.mechanism === ck.CKM_ECDSA || m.mechanism === ck.CKM_RSA_PKCS) && m.parameter === undefined) return { type: m.mechanism, param: null };
+  if (m.mechanism === ck.CKM_RSA_PKCS_PSS) {
+    const p = m.parameter as { hashAlg?: unknown; mgf?: unknown; saltLen?: unknown } | undefined;
+    if (typeof p?.hashAlg === 'number' && typeof p.mgf === 'number' && typeof p.saltLen === 'number') return { type: m.mechanism, param: { hashAlg: p.hashAlg, mgf: p.mgf, sLen: p.saltLen } };
+  }
+  return undefined;
 }
 
 function mustRead(p11: Pkcs11Module, s: Buffer, obj: Buffer, type: number, name: string): Buffer {
