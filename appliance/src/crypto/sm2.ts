@@ -163,13 +163,19 @@ function normalizePublic(pub: Buffer): Buffer {
 const PUBLIC_CACHE_MAX = 1024;
 const publicHandles = new Map<string, AddonKey>();
 
-/** Verification keys are parsed once and kept (LRU): parsing per call costs more than verifying. */
-function publicHandle(addon: Sm2Addon, point: Buffer): AddonKey {
-  const k = point.toString('latin1');
+/**
+ * Verification keys are parsed and validated once and kept (LRU), keyed by the bytes the caller
+ * gave (SPKI or point): parsing and the on-curve check per call cost more than half a verify's
+ * main-thread time.
+ */
+function publicHandleOf(addon: Sm2Addon, pub: Buffer): AddonKey {
+  if (!Buffer.isBuffer(pub)) invalidKey('SM2 public key missing');
+  const k = pub.toString('latin1');
   let h = publicHandles.get(k);
   if (h) {
     publicHandles.delete(k);
   } else {
+    const point = normalizePublic(pub);
     try {
       h = addon.keyFromPublic(point);
     } catch (e) {
@@ -290,23 +296,26 @@ export async function sm2Sign(d: Buffer, msg: Buffer, opts: Sm2SignOptions = {})
  * prehashed input that is not 32 bytes.
  */
 export async function sm2Verify(pub: Buffer, msg: Buffer, sig: Buffer, opts: Sm2SignOptions = {}): Promise<boolean> {
-  const point = normalizePublic(pub);
   const id = checkId(opts.id);
   if (opts.prehashed) checkE(msg);
-  let rs: { r: bigint; s: bigint };
-  try {
-    rs = decodeSm2Signature(sig);
-  } catch {
-    return false;
-  }
   const b = loadBackend();
   if (b.kind === 'addon') {
-    const h = publicHandle(b.addon, point);
+    // OpenSSL itself refuses non-canonical or trailing DER (it re-encodes and compares) and r, s
+    // outside [1, n−1] (GB/T 32918.2 §7.1 B1, B2), so the signature is not decoded here; the key
+    // is validated once per distinct input (publicHandleOf), not per call.
+    const h = publicHandleOf(b.addon, pub);
     try {
       return await (opts.prehashed ? b.addon.verifyDigest(h, msg, sig) : b.addon.verify(h, msg, sig, id));
     } catch (e) {
       return internal('SM2 verification could not run in OpenSSL', e);
     }
+  }
+  const point = normalizePublic(pub);
+  let rs: { r: bigint; s: bigint };
+  try {
+    rs = decodeSm2Signature(sig);
+  } catch {
+    return false;
   }
   const e = opts.prehashed ? msg : pure.digestE(point, msg, id, SM2P256V1);
   return pure.verifyDigest(point, e, rs.r, rs.s, SM2P256V1);
@@ -331,7 +340,7 @@ export async function sm2Encrypt(pub: Buffer, plaintext: Buffer, format: Sm2Ciph
   if (b.kind === 'addon') {
     let der: Buffer;
     try {
-      der = await b.addon.encrypt(publicHandle(b.addon, point), plaintext);
+      der = await b.addon.encrypt(publicHandleOf(b.addon, point), plaintext);
     } catch (e) {
       return internal('SM2 encryption failed in OpenSSL', e);
     }

@@ -26,8 +26,7 @@
 import { readCertificate, EXT, type CertificateInfo } from '../asn1/certificate.js';
 import { nameToString } from '../asn1/name.js';
 import { Tag, children, readSmallInteger, readWhole } from '../crypto/der.js';
-import type { HashAlgorithm, KeyAlgorithm, SignOptions } from '../crypto/interfaces.js';
-import { keyAlgorithmOfSpki, verifySignature } from '../crypto/verify.js';
+import { checkIssuerSignature } from './issuer-signature.js';
 
 /** Longest accepted path, in certificates (leaf and trust anchor included). */
 export const MAX_CHAIN = 8;
@@ -147,28 +146,9 @@ function selfIssued(c: Cert): boolean {
   return c.info.subjectDer.equals(c.info.issuerDer);
 }
 
-const SIG_ALGS: Record<string, { keys: KeyAlgorithm[]; hash: HashAlgorithm }> = {
-  '1.2.156.10197.1.501': { keys: ['sm2'], hash: 'sm3' },
-  '1.2.840.10045.4.3.2': { keys: ['ecdsa-p256', 'ecdsa-p384'], hash: 'sha256' },
-  '1.2.840.10045.4.3.3': { keys: ['ecdsa-p256', 'ecdsa-p384'], hash: 'sha384' },
-  '1.2.840.113549.1.1.11': { keys: ['rsa-2048', 'rsa-3072', 'rsa-4096'], hash: 'sha256' },
-  '1.2.840.113549.1.1.12': { keys: ['rsa-2048', 'rsa-3072', 'rsa-4096'], hash: 'sha384' },
-  '1.2.840.113549.1.1.13': { keys: ['rsa-2048', 'rsa-3072', 'rsa-4096'], hash: 'sha512' },
-};
-
 /** Whether `child`'s signature verifies under `issuer`'s key; a reason string when not. */
-async function checkSignature(child: Cert, issuer: Cert): Promise<string | undefined> {
-  const alg = SIG_ALGS[child.info.signatureAlgorithm];
-  if (!alg) return `unsupported signature algorithm ${child.info.signatureAlgorithm}`;
-  try {
-    const key = keyAlgorithmOfSpki(issuer.info.publicKeyInfo);
-    if (!alg.keys.includes(key)) return `signature algorithm ${child.info.signatureAlgorithm} does not fit the issuer's ${key} key`;
-    // SM2: no sm2Id → the default ID 1234567812345678.
-    const opts: SignOptions = key === 'sm2' ? {} : alg.keys[0].startsWith('rsa') ? { hash: alg.hash, rsaPadding: 'pkcs1' } : { hash: alg.hash };
-    return (await verifySignature(key, issuer.info.publicKeyInfo, child.info.tbs, child.info.signature, opts)) ? undefined : 'signature does not verify';
-  } catch (e) {
-    return `signature not checkable: ${(e as Error).message}`;
-  }
+function checkSignature(child: Cert, issuer: Cert): Promise<string | undefined> {
+  return checkIssuerSignature(child.info.signatureAlgorithm, issuer.info.publicKeyInfo, child.info.tbs, child.info.signature);
 }
 
 function describe(c: Cert): PathCertificate {

@@ -22,10 +22,9 @@ import { OID_AUTHORITY_KEY_IDENTIFIER, OID_CRL_NUMBER, parseCrl, type ParsedCrl 
 import { nameToString } from '../asn1/name.js';
 import type { AuditEntry } from '../audit/audit-log.js';
 import { Tag, children, fromPem, readOid, readWhole } from '../crypto/der.js';
-import type { HashAlgorithm, KeyAlgorithm, SignOptions } from '../crypto/interfaces.js';
-import { keyAlgorithmOfSpki, verifySignature } from '../crypto/verify.js';
 import { YiqianError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
+import { checkIssuerSignature } from '../pki/issuer-signature.js';
 import type { CaRecord, CaRepository } from '../pki/types.js';
 import type { TrustMaterial, TrustStore, TrustedCaView } from './types.js';
 
@@ -98,35 +97,8 @@ export interface TrustRepository {
   remove(id: string, opts?: { audit?: AuditEntry }): Promise<boolean>;
 }
 
-// ---------- signatures made by a CA (certificates, CRLs, OCSP responses) ----------
-
-const SIG_ALGS: Record<string, { keys: KeyAlgorithm[]; hash: HashAlgorithm }> = {
-  '1.2.156.10197.1.501': { keys: ['sm2'], hash: 'sm3' },
-  '1.2.840.10045.4.3.2': { keys: ['ecdsa-p256', 'ecdsa-p384'], hash: 'sha256' },
-  '1.2.840.10045.4.3.3': { keys: ['ecdsa-p256', 'ecdsa-p384'], hash: 'sha384' },
-  '1.2.840.10045.4.3.4': { keys: ['ecdsa-p256', 'ecdsa-p384'], hash: 'sha512' },
-  '1.2.840.113549.1.1.11': { keys: ['rsa-2048', 'rsa-3072', 'rsa-4096'], hash: 'sha256' },
-  '1.2.840.113549.1.1.12': { keys: ['rsa-2048', 'rsa-3072', 'rsa-4096'], hash: 'sha384' },
-  '1.2.840.113549.1.1.13': { keys: ['rsa-2048', 'rsa-3072', 'rsa-4096'], hash: 'sha512' },
-};
-
-/**
- * Whether `signature` over `tbs` (signatureAlgorithm `sigAlgOid`) verifies with `spki`: SM2/SM3
- * with the default ID 1234567812345678 (GB/T 35276), ECDSA SHA-2 (RFC 5758), RSA PKCS#1 v1.5
- * SHA-2 (RFC 4055). A reason string when not; never throws.
- */
-export async function checkIssuerSignature(sigAlgOid: string, spki: Buffer, tbs: Buffer, signature: Buffer): Promise<string | undefined> {
-  const alg = SIG_ALGS[sigAlgOid];
-  if (!alg) return `unsupported signature algorithm ${sigAlgOid}`;
-  try {
-    const key = keyAlgorithmOfSpki(spki);
-    if (!alg.keys.includes(key)) return `signature algorithm ${sigAlgOid} does not fit the ${key} key`;
-    const opts: SignOptions = key === 'sm2' ? {} : key.startsWith('rsa') ? { hash: alg.hash, rsaPadding: 'pkcs1' } : { hash: alg.hash };
-    return (await verifySignature(key, spki, tbs, signature, opts)) ? undefined : 'signature does not verify';
-  } catch (e) {
-    return `signature not checkable: ${(e as Error).message}`;
-  }
-}
+// Signatures made by a CA (certificates, CRLs, OCSP responses): pki/issuer-signature.ts.
+export { checkIssuerSignature } from '../pki/issuer-signature.js';
 
 /** Lower-case hex SHA-256 of a DER certificate: the trust-store id. */
 export function trustId(der: Buffer): string {
