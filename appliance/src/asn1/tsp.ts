@@ -320,33 +320,58 @@ function utcTime(d: Date): Buffer {
  * The TimeStampToken: ContentInfo { id-signedData, SignedData } around the TSTInfo, signed by
  * `id`. `includeCertificate` honours certReq (RFC 3161 §2.4.1: the TSA's certificate).
  */
+/** The parts of a token that depend only on the signing identity, encoded once per identity. */
+interface TokenConstants {
+  alg: ReturnType<typeof algorithms>;
+  contentTypeAttr: Buffer;
+  signingCertificateAttr: Buffer;
+  sid: Buffer;
+  digestAlgSet: Buffer;
+}
+const constantsOf = new WeakMap<TokenSigningIdentity, TokenConstants>();
+
+function tokenConstants(id: TokenSigningIdentity): TokenConstants {
+  let c = constantsOf.get(id);
+  if (!c) {
+    const alg = algorithms(id.signer);
+    const essCertId = seq(
+      // hashAlgorithm DEFAULT id-sha256: omitted for SHA-256 (DER), named for SM3.
+      ...(alg.hash === 'sha256' ? [] : [alg.digestAlg]),
+      octets(id.certHash),
+      seq(seq(tlv(0xa4, id.issuerDer)), id.serialDer),
+    );
+    c = {
+      alg,
+      contentTypeAttr: attribute(OID_CONTENT_TYPE, oid(OID_CT_TSTINFO)),
+      signingCertificateAttr: attribute(OID_SIGNING_CERTIFICATE_V2, seq(seq(essCertId))),
+      sid: seq(id.issuerDer, id.serialDer),
+      digestAlgSet: tlv(TAG_SET, alg.digestAlg),
+    };
+    constantsOf.set(id, c);
+  }
+  return c;
+}
+
+/**
+ * The TimeStampToken: ContentInfo { id-signedData, SignedData } around the TSTInfo, signed by
+ * `id`. `includeCertificate` honours certReq (RFC 3161 §2.4.1: the TSA's certificate).
+ */
 export async function buildTimeStampToken(tstInfo: Buffer, genTime: Date, id: TokenSigningIdentity, includeCertificate: boolean): Promise<Buffer> {
-  const alg = algorithms(id.signer);
-  const essCertId = seq(
-    // hashAlgorithm DEFAULT id-sha256: omitted for SHA-256 (DER), named for SM3.
-    ...(alg.hash === 'sha256' ? [] : [alg.digestAlg]),
-    octets(id.certHash),
-    seq(seq(tlv(0xa4, id.issuerDer)), id.serialDer),
-  );
+  const k = tokenConstants(id);
+  const alg = k.alg;
   const attrs = [
-    attribute(OID_CONTENT_TYPE, oid(OID_CT_TSTINFO)),
+    k.contentTypeAttr,
     attribute(OID_SIGNING_TIME, utcTime(genTime)),
     attribute(OID_MESSAGE_DIGEST, octets(digest(alg.hash, tstInfo))),
-    attribute(OID_SIGNING_CERTIFICATE_V2, seq(seq(essCertId))),
+    k.signingCertificateAttr,
   ];
   const signedAttrs = setOf(attrs);
   const signature = await id.signer.sign(signedAttrs, alg.hash === 'sha256' ? { hash: 'sha256' } : {});
-  const signerInfo = seq(
-    integer(1),
-    seq(id.issuerDer, id.serialDer),
-    alg.digestAlg,
-    Buffer.concat([Buffer.from([0xa0]), signedAttrs.subarray(1)]),
-    alg.sigAlg,
-    octets(signature),
-  );
+  signedAttrs[0] = 0xa0; // [0] IMPLICIT SET OF Attribute in the SignerInfo (RFC 5652 §5.3); signed as a SET
+  const signerInfo = seq(integer(1), k.sid, alg.digestAlg, signedAttrs, alg.sigAlg, octets(signature));
   const signedData = seq(
     integer(3),
-    tlv(TAG_SET, alg.digestAlg),
+    k.digestAlgSet,
     seq(oid(OID_CT_TSTINFO), tlv(0xa0, octets(tstInfo))),
     ...(includeCertificate ? [tlv(0xa0, id.certificate)] : []),
     tlv(TAG_SET, signerInfo),

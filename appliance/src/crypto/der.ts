@@ -140,26 +140,64 @@ export function readOid(t: Tlv | undefined): string {
 
 // ---------- writers ----------
 
+/** Bytes of a definite length field (X.690 §8.1.3): short form below 128, else long form. */
+function lengthBytes(n: number): number {
+  if (n < 0x80) return 1;
+  let k = 1;
+  for (let x = n; x > 0xff; x = Math.floor(x / 256)) k++;
+  return 1 + k;
+}
+
+// Writers run for every TSA token, OCSP answer and CMS signature: one allocation per TLV, no
+// intermediate header arrays or double concatenation.
 export function tlv(tag: number, ...content: Buffer[]): Buffer {
-  const body = Buffer.concat(content);
-  const n = body.length;
-  let len: Buffer;
-  if (n < 0x80) len = Buffer.from([n]);
+  let n = 0;
+  for (const c of content) n += c.length;
+  const lb = lengthBytes(n);
+  const out = Buffer.allocUnsafe(1 + lb + n);
+  out[0] = tag;
+  if (lb === 1) out[1] = n;
   else {
-    const bytes: number[] = [];
-    for (let x = n; x > 0; x = Math.floor(x / 256)) bytes.unshift(x & 0xff);
-    len = Buffer.from([0x80 | bytes.length, ...bytes]);
+    out[1] = 0x80 | (lb - 1);
+    for (let i = lb, x = n; i >= 2; i--, x = Math.floor(x / 256)) out[i] = x & 0xff;
   }
-  return Buffer.concat([Buffer.from([tag]), len, body]);
+  let at = 1 + lb;
+  for (const c of content) {
+    c.copy(out, at);
+    at += c.length;
+  }
+  return out;
 }
 
 export const seq = (...items: Buffer[]): Buffer => tlv(Tag.SEQUENCE, ...items);
 export const octets = (b: Buffer): Buffer => tlv(Tag.OCTET_STRING, b);
-export const oid = (o: string): Buffer => tlv(Tag.OID, encodeOid(o));
+
+// The same few dozen OIDs are encoded on every request: keep their TLVs. Bounded, because an
+// OID may come from a request (a TSA policy); past the bound they are encoded each time.
+const OID_CACHE = new Map<string, Buffer>();
+const OID_CACHE_MAX = 512;
+/** OBJECT IDENTIFIER TLV. The returned buffer may be shared: never write into it. */
+export const oid = (o: string): Buffer => {
+  let b = OID_CACHE.get(o);
+  if (!b) {
+    b = tlv(Tag.OID, encodeOid(o));
+    if (OID_CACHE.size < OID_CACHE_MAX) OID_CACHE.set(o, b);
+  }
+  return b;
+};
 export const bitString = (b: Buffer): Buffer => tlv(Tag.BIT_STRING, Buffer.from([0]), b);
 export const derNull = (): Buffer => Buffer.from([0x05, 0x00]);
 
 export function integer(v: bigint | number): Buffer {
+  // Small non-negative numbers (versions, counts, millis) without BigInt and hex round trips.
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 0x800000) {
+    const len = v < 0x80 ? 1 : v < 0x8000 ? 2 : 3;
+    const out = Buffer.allocUnsafe(2 + len);
+    out[0] = Tag.INTEGER;
+    out[1] = len;
+    for (let i = len - 1, x = v; i >= 0; i--, x >>= 8) out[2 + i] = x & 0xff;
+    return out;
+  }
   const n = BigInt(v);
   if (n < 0n) throw new DerError('negative INTEGER not supported');
   let hex = n.toString(16);

@@ -6,6 +6,7 @@ import { verifySignature } from '../crypto/verify.js';
 import { Codes, isYiqianError, type YiqianError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { httpError, internalError } from './problem.js';
+import { bindLog } from './request-id.js';
 import type { AuthenticatedApp, HttpState } from './state.js';
 import { YQ1_MAX_SKEW_MS, YQ1_SCHEMES, bodyHashHex, canonicalString, parseAuthorization, schemeForAlgorithm } from './yq1-scheme.js';
 
@@ -144,7 +145,7 @@ export function appAuth(opts: AppAuthOptions): Middleware<HttpState> {
       if (isYiqianError(e) && AUTH_CODES.has(e.code)) opts.metrics.authFailures.inc({ code: e.code });
       throw e;
     }
-    ctx.state.log = ctx.state.log.child({ appId: ctx.state.app!.id });
+    bindLog(ctx.state, { appId: ctx.state.app!.id });
     await next();
   };
 }

@@ -14,7 +14,7 @@ export function createTsaTokenRepository(db: Database<any, any>, writer: Writer)
   return {
     async insert(record) {
       if (!SERIAL_RE.test(record.serial)) throw new RangeError(`bad token serial ${record.serial}`);
-      const rec = JSON.parse(JSON.stringify(record)) as TsaTokenRecord;
+      const rec = record;
       return writer.durable(() => {
         if (tokens.doesExist(rec.serial)) return false;
         void tokens.put(rec.serial, rec);

@@ -177,7 +177,7 @@ export class TsaService {
       for (let attempt = 0; attempt < 8; attempt++) {
         const serial = this.newSerial();
         const serialHex = serial.toString('hex').replace(/^(00)+(?=.)/, '');
-        if (await this.deps.tokens.has(serialHex)) continue;
+        // No look-up first: insert() checks and writes in one transaction and answers false for a taken serial.
         const tstInfo = encodeTstInfo({
           policy,
           messageImprintDer: req.messageImprintDer,
