@@ -156,19 +156,20 @@ const appStats = async (c: Client): Promise<AppStats> => {
 
 /**
  * POSTs per second from wrk (bench/wrk.ts) at CONNECTIONS in flight, after a 1 s warm-up: one
- * body, one YQ1 header per request signed beforehand. wrk only sees statuses, so every answer is
- * checked through the app's counters, which the store keeps exact in each record's own
+ * body, one YQ1 header per request signed beforehand. Every answer must have `okStatus`, and the
+ * records are also checked through the app's counters, which the store keeps exact in each record's own
  * transaction: the run must add at least as many records as wrk counted answers (at most
  * `connections` more: requests still in flight when wrk stopped) × `perRequest`, and no rejection.
  */
-async function ingestRate(c: Client, url: string, path: string, body: unknown, expectedPerSecond: number, perRequest = 1, connections = CONNECTIONS): Promise<number> {
+async function ingestRate(c: Client, url: string, path: string, body: unknown, expectedPerSecond: number, perRequest = 1, connections = CONNECTIONS, okStatus = 201): Promise<number> {
   const bytes = Buffer.from(JSON.stringify(body));
   const load = async (seconds: number): Promise<number> => {
     const n = Math.ceil(expectedPerSecond * seconds * 1.5);
     const auths = await c.presign(Array.from({ length: n }, () => ({ method: 'POST', path, bytes })));
     const before = await appStats(c);
-    const r = await wrk({ url: url + path, body: bytes, auths, seconds, connections });
+    const r = await wrk({ url: url + path, body: bytes, auths, seconds, connections, okStatus });
     const after = await appStats(c);
+    if (r.bad) throw new Error(`${path}: ${r.bad} of ${r.requests} answers were not ${okStatus}`);
     const stored = after.total - before.total;
     if (after.rejections.total !== before.rejections.total || stored < r.requests * perRequest || stored > (r.requests + connections) * perRequest) {
       throw new Error(`${path}: wrk counted ${r.requests} answers but ${stored} records were stored and ${after.rejections.total - before.rejections.total} rejected`);
@@ -498,7 +499,7 @@ export async function benchEvidence(): Promise<BenchRow[]> {
         3000,
       );
       const batchItem = { signature: { format: 'cms', value: cms }, metadata: { system: 'EMR', departmentId: dept(3), patientId: patient(19), businessSerial: 'HTTP-B-1', documentType: DOC_TYPES[3] } };
-      const batches = await ingestRate(c, u, '/api/v1/evidence/signatures/batch', { items: Array.from({ length: EVIDENCE_BATCH }, () => batchItem) }, 40, EVIDENCE_BATCH, BATCH_CONNECTIONS);
+      const batches = await ingestRate(c, u, '/api/v1/evidence/signatures/batch', { items: Array.from({ length: EVIDENCE_BATCH }, () => batchItem) }, 40, EVIDENCE_BATCH, BATCH_CONNECTIONS, 200);
       const digests = await ingestRate(
         c,
         u,

@@ -2,7 +2,8 @@
 // 2-core machine the load generator shares the cores with the server, and a Node HTTPS client
 // costs about as much CPU per request as the server does, which would hide the server's rate.
 // Per-request Authorization values (YQ1 headers, each with its own nonce) are signed before the
-// run and read from a file by the Lua script; every answer must be 200 and contain `expect`.
+// run and read from a file by the Lua script; every answer must have the expected status (200)
+// and contain `expect`, else it is counted as bad.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,9 @@ export interface WrkLoad {
   body?: Buffer;
   /** One Authorization value per request, used once each; none → no Authorization header. */
   auths?: string[];
-  /** Bytes every 200 answer must contain (e.g. '"valid":true', or the DER of PKIStatus granted). */
+  /** The status every answer must have; default 200. */
+  okStatus?: number;
+  /** Bytes every answer must contain (e.g. '"valid":true', or the DER of PKIStatus granted). */
   expect?: string | Buffer;
   seconds: number;
   connections: number;
@@ -26,16 +29,22 @@ export interface WrkResult {
   requests: number;
   p50Ms: number;
   p99Ms: number;
-  /** Answers that were not 200, or lacked `expect`, plus socket errors and timeouts. */
+  /** Answers without the expected status or `expect`, plus socket errors and timeouts. */
   bad: number;
 }
 
 // One thread: the whole load generator then costs at most one core, usually far less.
 const SCRIPT = String.raw`
-local auths, n, idx, bad, expect, fixed, ctype = {}, 0, 0, 0, "", nil, nil
+-- Each wrk thread runs its own Lua state: request() and response() count in that state's global
+-- "bad", and done() (in the main state) collects it from the threads kept by setup().
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+bad = 0
+local auths, n, idx, expect, fixed, ctype, okStatus = {}, 0, 0, "", nil, nil, 200
 function init(args)
   local method, path, bodyFile, authFile = args[1], args[2], args[4], args[5]
   ctype = args[3]
+  okStatus = tonumber(args[7] or "200")
   expect = (args[6] or ""):gsub("%x%x", function(h) return string.char(tonumber(h, 16)) end)
   local f = io.open(bodyFile, "rb"); local body = f:read("*a"); f:close()
   wrk.method, wrk.path, wrk.body = method, path, body
@@ -54,13 +63,14 @@ function request()
   return wrk.format(nil, nil, { ["Content-Type"] = ctype, Authorization = auths[idx] })
 end
 function response(status, headers, body)
-  if status ~= 200 or (expect ~= "" and not string.find(body, expect, 1, true)) then bad = bad + 1 end
+  if status ~= okStatus or (expect ~= "" and not string.find(body, expect, 1, true)) then bad = bad + 1 end
 end
 function done(summary, latency, requests)
-  local e = summary.errors
+  local e, b = summary.errors, 0
+  for _, t in ipairs(threads) do b = b + (t:get("bad") or 0) end
   io.write(string.format("YQ-WRK %d %d %.3f %.3f %d\n", summary.requests, summary.duration,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    bad + e.connect + e.read + e.write + e.timeout))
+    b + e.connect + e.read + e.write + e.timeout))
 end
 `;
 
@@ -89,6 +99,7 @@ export async function wrk(load: WrkLoad): Promise<WrkResult> {
       `${u.protocol}//${u.host}`, '--',
       load.method ?? 'POST', u.pathname + u.search, load.contentType ?? 'application/json', bodyFile, authFile,
       Buffer.from(load.expect ?? '').toString('hex'), // hex: an argument cannot carry DER's zero bytes
+      String(load.okStatus ?? 200),
     ]);
     const m = /YQ-WRK (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(out);
     if (!m) throw new Error(`wrk printed no result: ${out}`);
