@@ -210,6 +210,8 @@ const EXAMPLES: Array<[operationId: string, ...expect: RegExp[]]> = [
   ['unfreezeEvidenceProject', /\{"id":"pacs","frozen":false\}/],
   ['deleteEvidenceProject', /\{"id":"pacs","records":0,"blobs":0,"forced":false\}/],
   ['getEvidenceStatistics', /"total":5/, /"DIGEST_LENGTH_INVALID":1/, /\{"scope":\{\},"total":5\}/],
+  // Last: it adds a leaf (index 5) and a rejection, which no example above may count.
+  ['pushEvidenceSignatureBatch', /^\{"stored":1,"failed":1\}$/m, /^0\ttrue\tOK\t5$/m, /^1\tfalse\tCONTENT_ALTERED\t422$/m, /^signature\tCONTENT_ALTERED\t0301$/m, /^400\nEVIDENCE_BATCH_EMPTY$/m],
 ];
 
 t.test('every worked example of docs/api-reference.md runs against the appliance', async (t) => {
