@@ -43,10 +43,15 @@ export interface Served {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `yiqian serve` on free loopback ports; resolves once it prints its URLs. */
+/**
+ * `yiqian serve` on free loopback ports; resolves once it prints its URLs. YIQIAN_SERVE_NODE_FLAGS
+ * (space-separated, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p") go to that node process: flags such
+ * as --cpu-prof are refused in NODE_OPTIONS, and benches profile the served process this way.
+ */
 export function serve(dataDir: string, env: NodeJS.ProcessEnv = {}): Promise<Served> {
   requireBuild();
-  const proc = spawn(process.execPath, [CLI, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--listen-http', '127.0.0.1:0'], {
+  const flags = (process.env.YIQIAN_SERVE_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  const proc = spawn(process.execPath, [...flags, CLI, 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', '--listen-http', '127.0.0.1:0'], {
     env: { ...process.env, NODE_ENV: 'test', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
