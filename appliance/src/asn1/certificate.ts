@@ -361,8 +361,28 @@ export interface CertificateInfo {
   signature: Buffer;
 }
 
-/** Parses a DER certificate (strict DER); throws DerError if it is not one. */
+// The same certificates (a department's, its CA, the root, the TSA's) arrive with every CMS to
+// verify and every evidence record: each distinct DER is parsed once and its (never mutated)
+// CertificateInfo shared. Parsed from a private copy, so a cached entry never keeps a large
+// request body alive; bounded, least recently used out first.
+const PARSED_MAX = 1024;
+const parsed = new Map<string, CertificateInfo>();
+
+/** Parses a DER certificate (strict DER); throws DerError if it is not one. The result is shared: do not modify it. */
 export function readCertificate(der: Buffer): CertificateInfo {
+  const key = der.toString('latin1');
+  let info = parsed.get(key);
+  if (info) {
+    parsed.delete(key);
+  } else {
+    info = parseCertificate(Buffer.from(der));
+    if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value as string);
+  }
+  parsed.set(key, info);
+  return info;
+}
+
+function parseCertificate(der: Buffer): CertificateInfo {
   const [tbsTlv, algTlv, sigTlv, extra] = children(readWhole(der, Tag.SEQUENCE).value);
   if (!sigTlv || extra) throw new DerError('a Certificate has 3 elements');
   const items = children(expectTag(tbsTlv, Tag.SEQUENCE, 'tbsCertificate').value);
