@@ -121,8 +121,24 @@ function escapeValue(v: string): string {
   return s;
 }
 
+// Reports name the same subjects and issuers on every verification: strings are kept per
+// distinct Name DER (bounded, oldest out first; a string pins no buffer).
+const NAME_STRINGS_MAX = 2048;
+const nameStrings = new Map<string, string>();
+
 /** RFC 4514 string of a Name DER: RDNs in reverse order, e.g. "CN=张三,OU=心内科,O=某医院,C=CN". */
 export function nameToString(der: Buffer): string {
+  const key = der.toString('latin1');
+  let s = nameStrings.get(key);
+  if (s === undefined) {
+    s = formatName(der);
+    if (nameStrings.size >= NAME_STRINGS_MAX) nameStrings.delete(nameStrings.keys().next().value as string);
+    nameStrings.set(key, s);
+  }
+  return s;
+}
+
+function formatName(der: Buffer): string {
   return decodeName(der)
     .reverse()
     .map((rdn) =>

@@ -29,13 +29,23 @@ function integrityFailed(en: string, cause?: unknown): never {
   throw new YiqianError(Codes.INTEGRITY_CHECK_FAILED, 400, { zh: '数据完整性校验失败', en }, undefined, { cause });
 }
 
+// The derived pair is a function of the master key alone: kept per key object (a data key
+// unwrapped into memory seals every patient id and staff field with the same Buffer), so HKDF
+// runs once per key, not per seal. A WeakMap holds no copy of the key and dies with it.
+const derived = new WeakMap<Buffer, { kEnc: Buffer; kMac: Buffer }>();
+
 function keys(masterKey: Buffer): { kEnc: Buffer; kMac: Buffer } {
   if (!Buffer.isBuffer(masterKey) || masterKey.length !== 32) {
     fail(Codes.INVALID_KEY, 500, '主密钥必须为 32 字节', 'sealed-sm4 master key must be 32 bytes');
   }
-  // RFC 5869 §3.1: no salt is needed for a uniformly random IKM; info separates versions/algs.
-  const okm = hkdf('sm3', masterKey, Buffer.alloc(0), KDF_INFO, 48);
-  return { kEnc: okm.subarray(0, 16), kMac: okm.subarray(16) };
+  let k = derived.get(masterKey);
+  if (!k) {
+    // RFC 5869 §3.1: no salt is needed for a uniformly random IKM; info separates versions/algs.
+    const okm = hkdf('sm3', masterKey, Buffer.alloc(0), KDF_INFO, 48);
+    k = { kEnc: okm.subarray(0, 16), kMac: okm.subarray(16) };
+    derived.set(masterKey, k);
+  }
+  return k;
 }
 
 function lengthPrefixedAad(aad: Buffer): Buffer[] {
