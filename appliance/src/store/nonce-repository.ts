@@ -2,15 +2,20 @@
 // [appId, nonce] → expiresAtMs; db 'nonces-by-expiry' keyed [expiresAtMs, appId, nonce] so
 // purging walks only what has expired.
 //
-// Durability: remember() answers once its check-and-write ran under LMDB's write lock, before
-// the commit is even synced. A nonce
-// is only worth keeping for its few minutes of validity; a power loss may forget the last
-// few milliseconds of nonces, which is an accepted, bounded window (the request signatures
-// still bind the timestamp). Not fsyncing each one keeps nonce checks off the disk's sync
-// latency on every API call.
-import type { Database } from 'lmdb';
-import { Codes, fail } from '../errors.js';
-import type { Writer } from './durable.js';
+// Its own small LMDB environment (<data>/nonces, NONCE_ENV_DIR), written with synchronous
+// transactions and no fsync. Every authenticated API call records a nonce: in the main
+// environment that write queued behind whatever durable commit was in flight (an evidence batch,
+// a certificate), so at a million evidence records a GET waited ~100 ms for somebody else's
+// fsync. Here remember() takes the environment's own write lock, checks, writes and commits in
+// place (tens of µs), and is answered at once. LMDB's lock still makes the check-and-write atomic
+// across processes; a crash of the process loses nothing (the pages are in the OS cache), a power
+// loss may forget the last nonces — the accepted, bounded window: a nonce is only worth keeping
+// for its few minutes of validity, and the request signatures still bind the timestamp.
+import type { Database, RootDatabase } from 'lmdb';
+import { Codes, YiqianError, fail } from '../errors.js';
+
+/** Directory of the nonce environment under the data directory. */
+export const NONCE_ENV_DIR = 'nonces';
 
 type NonceKey = [string, string];
 type ExpiryKey = [number, string, string];
@@ -27,16 +32,31 @@ export interface NonceRepository {
 
 const MAX_APP_ID = 64;
 const MAX_NONCE = 128;
-/** Removals per transaction while purging, so the write lock is never held for long. */
-const PURGE_BATCH = 5000;
+/** Removals per transaction while purging, so the write lock (and this thread) is never held for long. */
+const PURGE_BATCH = 1000;
+
+function unavailable(e: unknown): YiqianError {
+  return new YiqianError(Codes.STORE_UNAVAILABLE, 503, { zh: '防重放记录不可用', en: `the nonce store is unavailable: ${(e as Error)?.message ?? String(e)}` }, undefined, { cause: e });
+}
 
 export class LmdbNonceRepository implements NonceRepository {
   constructor(
     private readonly nonces: Database<number, NonceKey>,
     private readonly byExpiry: Database<number, ExpiryKey>,
-    private readonly writer: Writer,
+    /** The nonce environment (its own write lock), or undefined when the store is open read-only. */
+    private readonly env: RootDatabase | undefined,
     private readonly clock: () => number = Date.now,
   ) {}
+
+  private write<T>(action: () => T): T {
+    if (!this.env) fail(Codes.STORE_UNAVAILABLE, 503, '存储以只读方式打开，不能写入', 'the store is open read-only; writes are refused');
+    try {
+      return this.env.transactionSync(action);
+    } catch (e) {
+      if (e instanceof YiqianError) throw e;
+      throw unavailable(e);
+    }
+  }
 
   async remember(appId: string, nonce: string, expiresAtMs: number): Promise<boolean> {
     if (typeof appId !== 'string' || appId.length === 0 || appId.length > MAX_APP_ID) {
@@ -48,49 +68,38 @@ export class LmdbNonceRepository implements NonceRepository {
     if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs < 0) {
       fail(Codes.BAD_REQUEST, 400, '过期时间无效', 'expiresAtMs must be a non-negative integer (ms since the epoch)');
     }
-    // The check and the write are one transaction: LMDB has one writer at a time, so a
+    // The check and the write are one transaction under the environment's write lock, so a
     // second call with the same pair sees the first one's write (also across processes).
-    // The answer is given as soon as the transaction's callback has run under the write lock,
-    // not when the commit's fsync completes (lmdb-js resolves a write only then): the API call
-    // must not wait on the disk for a record whose loss is the accepted bound above.
-    return new Promise<boolean>((resolve, reject) => {
-      this.writer
-        .committed(() => {
-          const key: NonceKey = [appId, nonce];
-          const held = this.nonces.get(key);
-          if (held !== undefined) {
-            if (held > this.clock()) {
-              resolve(false);
-              return false;
-            }
-            void this.byExpiry.remove([held, appId, nonce]);
-          }
-          void this.nonces.put(key, expiresAtMs);
-          void this.byExpiry.put([expiresAtMs, appId, nonce], 1);
-          resolve(true);
-          return true;
-        })
-        // Before the callback ran (store closed or failing): the caller's 503. After it: no effect.
-        .catch(reject);
+    return this.write(() => {
+      const key: NonceKey = [appId, nonce];
+      const held = this.nonces.get(key);
+      if (held !== undefined) {
+        if (held > this.clock()) return false;
+        this.byExpiry.removeSync([held, appId, nonce]);
+      }
+      this.nonces.putSync(key, expiresAtMs);
+      this.byExpiry.putSync([expiresAtMs, appId, nonce], 1);
+      return true;
     });
   }
 
   async purgeExpired(nowMs: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const removed = await this.writer.committed(() => {
+      const removed = this.write(() => {
         let n = 0;
         for (const { key } of this.byExpiry.getRange({ start: [0], limit: PURGE_BATCH })) {
           const [expiresAt, appId, nonce] = key;
           if (expiresAt > nowMs) break;
-          void this.byExpiry.remove(key);
-          if (this.nonces.get([appId, nonce]) === expiresAt) void this.nonces.remove([appId, nonce]);
+          this.byExpiry.removeSync(key);
+          if (this.nonces.get([appId, nonce]) === expiresAt) this.nonces.removeSync([appId, nonce]);
           n += 1;
         }
         return n;
       });
       total += removed;
       if (removed < PURGE_BATCH) return total;
+      await new Promise((r) => setImmediate(r)); // let requests in between batches
     }
   }
 }

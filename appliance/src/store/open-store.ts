@@ -8,7 +8,7 @@
 import { accessSync, constants as fsc, existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { access, mkdir, open as openFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
+import { open, type Database, type Key, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { createAuditLog, type AuditLog, type AuditRecord } from '../audit/audit-log.js';
 import type { KeyRecord, KeyRegistry } from '../crypto/interfaces.js';
 import { Codes, YiqianError, fail } from '../errors.js';
@@ -18,7 +18,7 @@ import { Writer, assertOpen, unavailable, type StoreState } from './durable.js';
 import { environmentFileProblem } from './file-check.js';
 import { LmdbKeyRegistry } from './key-registry.js';
 import { LmdbMetaRepository, type MetaRepository } from './meta-repository.js';
-import { LmdbNonceRepository, type NonceRepository } from './nonce-repository.js';
+import { LmdbNonceRepository, NONCE_ENV_DIR, type NonceRepository } from './nonce-repository.js';
 import { createCertificateRepository } from './certificate-repository.js';
 import { createCaRepository } from './ca-repository.js';
 import { createDepartmentRepository, createStaffRepository } from './staff-repository.js';
@@ -88,7 +88,8 @@ export const STORE_FORMAT = { version: 1, encoding: 'json' } as const;
 const FORMAT_KEY = 'store.format';
 
 const DB_NAMES = [
-  'apps', 'apps-by-name', 'keys', 'keys-by-label', 'nonces', 'nonces-by-expiry', 'audit', 'meta',
+  // (replay nonces live in their own environment: nonce-repository.ts)
+  'apps', 'apps-by-name', 'keys', 'keys-by-label', 'audit', 'meta',
   // CA capability (certificate-repository.ts, ca-repository.ts)
   'certs', 'certs-by-id', 'cas',
   // staff directory (staff-repository.ts)
@@ -157,7 +158,9 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
   }
 
   const state: StoreState = { dataDir: root, readOnly, closed: false };
+  let nonceEnv: RootDatabase | undefined;
   try {
+    nonceEnv = openNonceEnv(root, readOnly);
     const dbs = {} as Record<DbName, Database<any, any>>;
     for (const name of DB_NAMES) {
       const db = env.openDB({ name, encoding: 'json', ...(name === 'audit' ? { keyEncoding: 'uint32' as const } : {}) });
@@ -179,7 +182,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
     const store: Store = {
       apps: new LmdbAppRepository(dbs.apps as Database<AppRecord, string>, dbs['apps-by-name'], auditStorage, writer),
       keys: new LmdbKeyRegistry(dbs.keys as Database<KeyRecord, string>, dbs['keys-by-label'], writer),
-      nonces: new LmdbNonceRepository(dbs.nonces, dbs['nonces-by-expiry'], writer),
+      nonces: nonceRepository(nonceEnv, readOnly),
       audit: createAuditLog(auditStorage),
       meta: new LmdbMetaRepository(dbs.meta, writer),
       certs: createCertificateRepository({ certs: dbs.certs, byId: dbs['certs-by-id'] }, auditStorage, writer),
@@ -244,6 +247,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
           if (!readOnly) await env.flushed;
         } finally {
           await env.close();
+          await nonceEnv?.close();
         }
       },
     };
@@ -251,9 +255,27 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
   } catch (e) {
     state.closed = true;
     await env.close().catch(() => undefined);
+    await nonceEnv?.close().catch(() => undefined);
     if (e instanceof YiqianError) throw e;
     throw openError(root, e);
   }
+}
+
+/**
+ * The replay-nonce environment (nonce-repository.ts): synchronous commits without fsync, its own
+ * write lock. Read-only opens use it only if a writer made it (nothing to check otherwise).
+ */
+function openNonceEnv(root: string, readOnly: boolean): RootDatabase | undefined {
+  const path = join(root, NONCE_ENV_DIR);
+  if (readOnly && !existsSync(join(path, 'data.mdb'))) return undefined;
+  if (!readOnly) prepareDir(root, path);
+  return open({ path, readOnly, maxDbs: 4, pageSize: 4096, encoding: 'json', cache: false, useVersions: false, noSync: true, noMetaSync: true, useWritemap: false });
+}
+
+function nonceRepository(env: RootDatabase | undefined, readOnly: boolean): NonceRepository {
+  if (!env) return new LmdbNonceRepository(undefined as never, undefined as never, undefined);
+  const db = <K extends Key>(name: string) => env.openDB<number, K>({ name, encoding: 'json' });
+  return new LmdbNonceRepository(db<[string, string]>('nonces'), db<[number, string, string]>('nonces-by-expiry'), readOnly ? undefined : env);
 }
 
 function prepareDir(root: string, path: string): void {

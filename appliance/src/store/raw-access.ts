@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { open, type Key } from 'lmdb';
 import { Codes, fail } from '../errors.js';
+import { NONCE_ENV_DIR } from './nonce-repository.js';
 
 export interface RawDatabase {
   get(key: Key): unknown;
@@ -17,7 +18,8 @@ export interface RawDatabase {
 export type RawDatabaseName = 'apps' | 'apps-by-name' | 'keys' | 'keys-by-label' | 'nonces' | 'nonces-by-expiry' | 'audit' | 'meta' | 'departments' | 'staff' | 'staff-by-department';
 
 export async function withRawDatabase<T>(dataDir: string, name: RawDatabaseName, fn: (db: RawDatabase) => T | Promise<T>): Promise<T> {
-  const path = join(resolve(dataDir), 'db');
+  // Replay nonces have their own environment (nonce-repository.ts).
+  const path = join(resolve(dataDir), name === 'nonces' || name === 'nonces-by-expiry' ? NONCE_ENV_DIR : 'db');
   if (!existsSync(join(path, 'data.mdb'))) fail(Codes.STORE_UNAVAILABLE, 503, '没有存储', `no store at ${path}`);
   const env = open({ path, maxDbs: 64, encoding: 'json' });
   try {
