@@ -31,6 +31,8 @@ export interface WrkResult {
   p99Ms: number;
   /** Answers without the expected status or `expect`, plus socket errors and timeouts. */
   bad: number;
+  /** wrk's own CPU per request over the whole run (it shares the machine), µs; NaN if unknown. */
+  cpuMicrosPerRequest: number;
 }
 
 // One thread: the whole load generator then costs at most one core, usually far less.
@@ -71,6 +73,15 @@ function done(summary, latency, requests)
   io.write(string.format("YQ-WRK %d %d %.3f %.3f %d\n", summary.requests, summary.duration,
     latency:percentile(50) / 1000, latency:percentile(99) / 1000,
     b + e.connect + e.read + e.write + e.timeout))
+  -- wrk's own CPU (all its threads, proc(5) fields 14 and 15, clock ticks): it shares the cores.
+  local f = io.open("/proc/self/stat", "r")
+  if f then
+    local stat = f:read("*a"); f:close()
+    local rest = stat:match("%) (.*)")
+    local fields = {}
+    for x in rest:gmatch("%S+") do fields[#fields + 1] = x end
+    io.write(string.format("YQ-WRK-CPU %s %s\n", fields[12], fields[13]))
+  end
 end
 `;
 
@@ -104,7 +115,10 @@ export async function wrk(load: WrkLoad): Promise<WrkResult> {
     const m = /YQ-WRK (\d+) (\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(out);
     if (!m) throw new Error(`wrk printed no result: ${out}`);
     const requests = Number(m[1]);
-    return { requests, requestsPerSec: requests / (Number(m[2]) / 1e6), p50Ms: Number(m[3]), p99Ms: Number(m[4]), bad: Number(m[5]) };
+    const cpu = /YQ-WRK-CPU (\d+) (\d+)/.exec(out);
+    // Clock ticks of USER_HZ (100 on Linux) → µs.
+    const cpuMicrosPerRequest = cpu ? ((Number(cpu[1]) + Number(cpu[2])) * 10_000) / requests : NaN;
+    return { requests, requestsPerSec: requests / (Number(m[2]) / 1e6), p50Ms: Number(m[3]), p99Ms: Number(m[4]), bad: Number(m[5]), cpuMicrosPerRequest };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
