@@ -11,10 +11,8 @@
 // When the addon is not built, loadNativeSign returns undefined (logged once) and the custody
 // keeps signing through pkcs11js.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { log } from '../../appliance/src/log.js';
+import { findNativeAddon } from '../../appliance/src/native-addon.js';
 import { pkcs11Error } from './pkcs11-module.js';
 
 /** CK_RSA_PKCS_PSS_PARAMS (PKCS#11 v2.40 §2.1.15). */
@@ -44,29 +42,19 @@ const ADDON = 'yiqian_pkcs11_sign.node';
 const slog = log.child({ component: 'pkcs11-sign-async' });
 let addon: SignAddon | null | undefined;
 
-/** build/Release of the repository root, found from here (source) or from dist/ (compiled), as tls-engine.ts does. */
 function loadAddon(): SignAddon | null {
   if (addon !== undefined) return addon;
-  const require = createRequire(import.meta.url);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  const tried: string[] = [];
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'build', 'Release', ADDON);
-    tried.push(candidate);
-    if (existsSync(candidate)) {
-      try {
-        addon = require(candidate) as SignAddon;
-        return addon;
-      } catch (e) {
-        slog.warn({ err: e instanceof Error ? e.message : String(e), path: candidate }, `cannot load ${ADDON}; HSM signing stays on pkcs11js (C_SignInit on the main thread)`);
-        addon = null;
-        return addon;
-      }
-    }
-    dir = dirname(dir);
-  }
-  slog.warn({ tried }, `native addon ${ADDON} not built (npx node-gyp rebuild); HSM signing stays on pkcs11js (C_SignInit on the main thread)`);
+  const path = findNativeAddon(ADDON, import.meta.url);
   addon = null;
+  if (!path) {
+    slog.warn(`native addon ${ADDON} not built (npx node-gyp rebuild); HSM signing stays on pkcs11js (C_SignInit on the main thread)`);
+    return addon;
+  }
+  try {
+    addon = createRequire(import.meta.url)(path) as SignAddon;
+  } catch (e) {
+    slog.warn({ err: e instanceof Error ? e.message : String(e), path }, `cannot load ${ADDON}; HSM signing stays on pkcs11js (C_SignInit on the main thread)`);
+  }
   return addon;
 }
 

@@ -10,10 +10,8 @@
 // the next handshake (it re-opens on session errors), but could for a moment use a handle number
 // that the module has given to a new session.
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { YiqianError, Codes } from '../../appliance/src/errors.js';
+import { findNativeAddon } from '../../appliance/src/native-addon.js';
 import { formatPkcs11Uri } from './pkcs11-uri.js';
 import { pkcs11Error } from './pkcs11-module.js';
 import { toYiqianError } from './pkcs11-errors.js';
@@ -47,26 +45,18 @@ interface HsmTlsAddon {
 const ADDON = 'yiqian_hsm_tls.node';
 let addon: HsmTlsAddon | undefined;
 
-/** build/Release of the repository root, found from here (source) or from dist/ (compiled). */
 function loadAddon(): HsmTlsAddon {
   if (addon) return addon;
-  const require = createRequire(import.meta.url);
-  let dir = dirname(fileURLToPath(import.meta.url));
-  const tried: string[] = [];
-  for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'build', 'Release', ADDON);
-    tried.push(candidate);
-    if (existsSync(candidate)) {
-      addon = require(candidate) as HsmTlsAddon;
-      return addon;
-    }
-    dir = dirname(dir);
+  const path = findNativeAddon(ADDON, import.meta.url);
+  if (!path) {
+    throw new YiqianError(
+      Codes.INTERNAL,
+      500,
+      { zh: `未找到 TLS 引擎原生模块 ${ADDON}（请运行 npx node-gyp rebuild）`, en: `native addon ${ADDON} not built (run npx node-gyp rebuild)` },
+    );
   }
-  throw new YiqianError(
-    Codes.INTERNAL,
-    500,
-    { zh: `未找到 TLS 引擎原生模块 ${ADDON}（请运行 npx node-gyp rebuild）`, en: `native addon ${ADDON} not built (run npx node-gyp rebuild); looked in ${tried.join(', ')}` },
-  );
+  addon = createRequire(import.meta.url)(path) as HsmTlsAddon;
+  return addon;
 }
 
 /**

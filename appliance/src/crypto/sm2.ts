@@ -8,12 +8,12 @@
 //   YIQIAN_SM2_BACKEND=addon     require the addon (fail instead of falling back)
 //   YIQIAN_SM2_ADDON=/path.node  load the addon from this file instead of searching build/Release
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Codes, YiqianError, fail } from '../errors.js';
 import { log } from '../log.js';
+import { findNativeAddon } from '../native-addon.js';
 import { DerError, fromPem, toPem } from './der.js';
 import { SM2P256V1, fromBytes, toBytes } from './ec-curve.js';
 import type { SignOptions, Signer } from './interfaces.js';
@@ -63,18 +63,14 @@ interface Sm2Addon {
 
 let backend: { kind: 'addon'; addon: Sm2Addon } | { kind: 'pure-js' } | undefined;
 
-const ADDON_FILE = join('build', 'Release', 'yiqian_sm2.node');
+const ADDON_FILE = 'yiqian_sm2.node';
 
 function findAddon(): string {
   const explicit = process.env.YIQIAN_SM2_ADDON;
   if (explicit) return resolve(explicit);
-  // Source runs from appliance/src/crypto, compiled code from dist/appliance/src/crypto:
-  // search upwards for the repository (or install) root that holds build/Release.
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const candidate = join(dir, ADDON_FILE);
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) throw new Error(`${ADDON_FILE} not found above ${dirname(fileURLToPath(import.meta.url))}`);
-  }
+  const found = findNativeAddon(ADDON_FILE, import.meta.url);
+  if (!found) throw new Error(`build/Release/${ADDON_FILE} not found above ${dirname(fileURLToPath(import.meta.url))}`);
+  return found;
 }
 
 function loadBackend(): NonNullable<typeof backend> {
