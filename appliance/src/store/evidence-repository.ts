@@ -255,16 +255,22 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
       (q.kind === undefined || r.kind === q.kind);
   }
 
+  /** The index plan() picks for q and its keys [...prefix, id] from the lower id (or the prefix itself) to the upper id (or just past the prefix). */
+  function keyRange(t: Tiered, q: EvidenceIndexQuery, after: string | undefined, fromId: string | undefined, toId: string | undefined) {
+    const p = plan(q);
+    const prefix: string[] = p.field ? [q.project, p.field, p.value!] : [q.project];
+    const lower = after !== undefined && (fromId === undefined || after >= fromId) ? after : fromId;
+    return {
+      db: p.field ? t.dbs.index : t.dbs.byProject,
+      start: lower !== undefined ? [...prefix, lower] : prefix,
+      end: toId !== undefined ? [...prefix, toId] : [...prefix, '\uffff'],
+    };
+  }
+
   /** Up to `want` matching records of one tier with id in (after, before), in id order. */
   function scanTier(t: Tiered, q: EvidenceIndexQuery, after: string | undefined, fromId: string | undefined, toId: string | undefined, want: number): EvidenceRecord[] {
-    const p = plan(q);
     const match = matcher(q);
-    const prefix: string[] = p.field ? [q.project, p.field, p.value!] : [q.project];
-    const db = p.field ? t.dbs.index : t.dbs.byProject;
-    const lower = after !== undefined && (fromId === undefined || after >= fromId) ? after : fromId;
-    // Keys [...prefix, id]: from the lower id (or the prefix itself) to the upper id (or just past the prefix).
-    const start = lower !== undefined ? [...prefix, lower] : prefix;
-    const end = toId !== undefined ? [...prefix, toId] : [...prefix, '\uffff'];
+    const { db, start, end } = keyRange(t, q, after, fromId, toId);
     return t.writer.read(() => {
       const out: EvidenceRecord[] = [];
       for (const key of db.getKeys({ start, end }) as Iterable<unknown[]>) {
@@ -286,12 +292,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
 
   /** Up to `want` ids of one tier from the index keys alone (for indexOnly queries), in id order. */
   function scanIds(t: Tiered, q: EvidenceIndexQuery, after: string | undefined, fromId: string | undefined, toId: string | undefined, want: number): string[] {
-    const p = plan(q);
-    const prefix: string[] = p.field ? [q.project, p.field, p.value!] : [q.project];
-    const db = p.field ? t.dbs.index : t.dbs.byProject;
-    const lower = after !== undefined && (fromId === undefined || after >= fromId) ? after : fromId;
-    const start = lower !== undefined ? [...prefix, lower] : prefix;
-    const end = toId !== undefined ? [...prefix, toId] : [...prefix, '\uffff'];
+    const { db, start, end } = keyRange(t, q, after, fromId, toId);
     return t.writer.read(() => {
       const out: string[] = [];
       for (const key of db.getKeys({ start, end, limit: want + 1 }) as Iterable<unknown[]>) {
