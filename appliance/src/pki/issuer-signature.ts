@@ -22,6 +22,7 @@ const SIG_ALGS: Record<string, { keys: KeyAlgorithm[]; hash: HashAlgorithm }> = 
 };
 
 const CACHE_MAX = 4096;
+const NOT_CHECKABLE = 'signature not checkable';
 const outcomes = new Map<string, Promise<string | undefined>>();
 
 function cacheKey(sigAlgOid: string, spki: Buffer, tbs: Buffer, signature: Buffer): string {
@@ -39,7 +40,7 @@ async function check(sigAlgOid: string, spki: Buffer, tbs: Buffer, signature: Bu
     const opts: SignOptions = key === 'sm2' ? {} : key.startsWith('rsa') ? { hash: alg.hash, rsaPadding: 'pkcs1' } : { hash: alg.hash };
     return (await verifySignature(key, spki, tbs, signature, opts)) ? undefined : 'signature does not verify';
   } catch (e) {
-    return `signature not checkable: ${(e as Error).message}`;
+    return `${NOT_CHECKABLE}: ${(e as Error).message}`;
   }
 }
 
@@ -54,7 +55,12 @@ export function checkIssuerSignature(sigAlgOid: string, spki: Buffer, tbs: Buffe
   if (p) {
     outcomes.delete(key); // most recently used goes last
   } else {
-    p = check(sigAlgOid, spki, tbs, signature);
+    const checking = check(sigAlgOid, spki, tbs, signature);
+    p = checking;
+    // A check that could not run (a failing engine) says nothing about the signature: not kept.
+    void checking.then((why) => {
+      if (why?.startsWith(NOT_CHECKABLE) && outcomes.get(key) === checking) outcomes.delete(key);
+    });
     if (outcomes.size >= CACHE_MAX) outcomes.delete(outcomes.keys().next().value as string);
   }
   outcomes.set(key, p);
