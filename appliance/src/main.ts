@@ -48,7 +48,8 @@ import { CrlPublisher } from './pki/crl-publisher.js';
 import { OcspResponder } from './pki/ocsp-responder.js';
 import { RevocationService } from './pki/revocation.js';
 import { metrics } from './metrics.js';
-import { createTsaPublicApp, isTsaPublicPath, tsaApiRouter } from './http/tsa-routes.js';
+import { createTsaHandler } from './http/tsa-handler.js';
+import { isTsaPublicPath, tsaApiRouter } from './http/tsa-routes.js';
 import { createSvsApp, isSvsPath } from './http/svs-binding.js';
 import { TsaService } from './tsa/tsa-service.js';
 import { signRouter } from './http/sign-routes.js';
@@ -784,14 +785,15 @@ async function startServing(a: Appliance, opts: ServeOptions, parts: StartedPart
     ocsp: revocation.ocsp,
     limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
   }).callback();
-  // Time-stamping on both listeners, from its own app: every failure is a TimeStampResp (http/tsa-routes.ts).
-  const tsaApp = createTsaPublicApp({
+  // Time-stamping on both listeners, from its own plain node:http handler (no koa stack, issue 5):
+  // every failure is a TimeStampResp (http/tsa-handler.ts).
+  const tsaApp = createTsaHandler({
     tsa,
     defaultIdentity: a.config.tsa.defaultIdentity,
     allow: a.config.tsa.allow,
     maxRequestBytes: a.config.tsa.maxRequestBytes,
     limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
-  }).callback();
+  });
   // The GB/T 38629 binding from its own app: every failure is an answer with a respValue (http/svs-binding.ts).
   const svsApp = a.config.svs.enabled ? buildSvsApp(a) : undefined;
   const withRevocation = (other: RequestListener): RequestListener => (req, res) =>

@@ -16,7 +16,8 @@ import { createPublicApp } from '../../appliance/src/http/create-public-app.js';
 import { devicePkiRouter } from '../../appliance/src/http/device-pki-routes.js';
 import { pkiPublicRouter } from '../../appliance/src/http/pki-public-routes.js';
 import { createRevocationPublicApp } from '../../appliance/src/http/revocation-routes.js';
-import { TSA_NOT_ALLOWED, createTsaPublicApp } from '../../appliance/src/http/tsa-routes.js';
+import { TSA_NOT_ALLOWED } from '../../appliance/src/http/tsa-routes.js';
+import { TSA_PUBLIC_PATHS } from '../../appliance/src/http/tsa-handler.js';
 import { OPENAPI_PATH, findOpenApiFile } from '../../appliance/src/http/openapi-route.js';
 import { createMetrics } from '../../appliance/src/metrics.js';
 import { Codes } from '../../appliance/src/errors.js';
@@ -109,8 +110,9 @@ function registeredRoutes(): string[] {
   const download = createEvidenceDownloadApp({ urls: anything(), records: anything(), blobs: anything(), metrics });
   const publicApp = createPublicApp({ routers: [devicePkiRouter(''), pkiPublicRouter({ authorities: anything() })], httpsBase: 'https://127.0.0.1:8443', metrics });
   const revocation = createRevocationPublicApp({ crls: anything(), ocsp: anything(), metrics });
-  const tsa = createTsaPublicApp({ tsa: anything(), defaultIdentity: 'ecdsa', allow: [], maxRequestBytes: 16384, metrics });
-  return [...new Set([api, publicApp, revocation, tsa, download].flatMap(routesOf))].sort();
+  // The TSA paths are a plain node:http handler (no koa router): POST on each of its paths.
+  const tsa = TSA_PUBLIC_PATHS.map((p) => `POST ${p}`);
+  return [...new Set([...[api, publicApp, revocation, download].flatMap(routesOf), ...tsa])].sort();
 }
 
 function documentedOperations(): Array<{ key: string; path: string; method: string; op: any; pathItem: any }> {

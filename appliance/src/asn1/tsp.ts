@@ -205,13 +205,47 @@ export function buildTimeStampReq(r: { hash: ImprintHash; hashedMessage: Buffer;
 
 // ---------- response ----------
 
+/**
+ * Writes `tag` + length + [YY]YYMMDDHHMMSS[.fff]Z of `d` in UTC into one buffer (every token
+ * has two times; no ISO string and regex round trip). `yearDigits` 4: GeneralizedTime, 2: UTCTime.
+ */
+function timeTlv(tag: number, d: Date, yearDigits: 2 | 4, millis: boolean): Buffer {
+  if (Number.isNaN(d.getTime())) throw new RangeError('invalid time');
+  const year = d.getUTCFullYear();
+  if (year < 0 || year > 9999) throw new RangeError(`year ${year} cannot be encoded`);
+  let ms = millis ? d.getUTCMilliseconds() : 0;
+  // The fraction without trailing zeros, and none at all when zero (X.690 §11.7.3 / §11.7.4).
+  let fracDigits = ms === 0 ? 0 : 3;
+  while (fracDigits > 0 && ms % 10 === 0) {
+    ms /= 10;
+    fracDigits--;
+  }
+  const len = yearDigits + 10 + (fracDigits ? 1 + fracDigits : 0) + 1;
+  const out = Buffer.allocUnsafe(2 + len);
+  out[0] = tag;
+  out[1] = len;
+  let at = 2;
+  const put = (v: number, n: number): void => {
+    for (let i = n - 1; i >= 0; i--, v = Math.floor(v / 10)) out[at + i] = 0x30 + (v % 10);
+    at += n;
+  };
+  put(yearDigits === 4 ? year : year % 100, yearDigits);
+  put(d.getUTCMonth() + 1, 2);
+  put(d.getUTCDate(), 2);
+  put(d.getUTCHours(), 2);
+  put(d.getUTCMinutes(), 2);
+  put(d.getUTCSeconds(), 2);
+  if (fracDigits) {
+    out[at++] = 0x2e; // '.'
+    put(ms, fracDigits);
+  }
+  out[at] = 0x5a; // 'Z'
+  return out;
+}
+
 /** GeneralizedTime with milliseconds, trailing zeros of the fraction dropped (X.690 §11.7.3). */
 export function generalizedTimeMillis(d: Date): Buffer {
-  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  let frac = iso.slice(20, 23).replace(/0+$/, '');
-  frac = frac ? `.${frac}` : '';
-  const s = iso.slice(0, 19).replace(/[-:T]/g, '') + frac + 'Z';
-  return tlv(TAG_GENERALIZED_TIME, Buffer.from(s, 'ascii'));
+  return timeTlv(TAG_GENERALIZED_TIME, d, 4, true);
 }
 
 /** Accuracy from microseconds (seconds / millis / micros; zero fields omitted; at least 1 µs). */
@@ -258,12 +292,21 @@ export interface TstInfoInput {
   nonceDer?: Buffer;
 }
 
+/** INTEGER from big-endian unsigned octets: minimal (X.690 §8.3.2), positive (0x00 before a top bit). */
+function positiveInteger(b: Buffer): Buffer {
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0) i++;
+  if (b.length === 0) return integer(0);
+  return b[i] & 0x80 ? tlv(Tag.INTEGER, ZERO_OCTET, b.subarray(i)) : tlv(Tag.INTEGER, b.subarray(i));
+}
+const ZERO_OCTET = Buffer.from([0]);
+
 export function encodeTstInfo(t: TstInfoInput): Buffer {
   return seq(
     integer(1),
     oid(t.policy),
     t.messageImprintDer,
-    integer(BigInt('0x' + t.serial.toString('hex'))),
+    positiveInteger(t.serial),
     generalizedTimeMillis(t.genTime),
     ...(t.accuracyMicros !== undefined ? [encodeAccuracy(t.accuracyMicros)] : []),
     // ordering: DEFAULT FALSE → absent in DER.
@@ -311,9 +354,9 @@ function attribute(type: string, value: Buffer): Buffer {
   return seq(oid(type), tlv(TAG_SET, value));
 }
 
+/** UTCTime, whole seconds (X.690 §11.8; RFC 5652 §11.3 signingTime). */
 function utcTime(d: Date): Buffer {
-  const s = d.toISOString().slice(2, 19).replace(/[-:T]/g, '') + 'Z';
-  return tlv(TAG_UTC_TIME, Buffer.from(s, 'ascii'));
+  return timeTlv(TAG_UTC_TIME, d, 2, false);
 }
 
 /**
