@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { decodeTime } from 'ulid';
 import { openStore, type Store } from '../../appliance/src/store/open-store.js';
 import { newId, nowIso } from '../../appliance/src/store/ids.js';
+import { STORE_PAGE_SIZE } from '../../appliance/src/store/durable.js';
 import { withRawDatabase } from '../../appliance/src/store/raw-access.js';
 import { rejection } from '../helpers/store-fixture.js';
 
@@ -71,8 +72,8 @@ t.test('a truncated environment file is STORE_UNAVAILABLE, not a crash', async (
   for (let i = 0; i < 200; i++) await store.meta.set(`filler.${i}`, 'x'.repeat(500));
   await store.close();
   const file = join(dataDir, 'db', 'data.mdb');
-  t.ok(statSync(file).size > 3 * 4096, 'the tree spans more than the two meta pages');
-  truncateSync(file, 2 * 4096); // both meta pages intact, the tree cut off (LMDB would SIGBUS)
+  t.ok(statSync(file).size > 3 * STORE_PAGE_SIZE, 'the tree spans more than the two meta pages');
+  truncateSync(file, 2 * STORE_PAGE_SIZE); // both meta pages intact, the tree cut off (LMDB would SIGBUS)
   const e = await rejection(openStore(dataDir));
   t.equal(e.code, 'STORE_UNAVAILABLE');
   t.match(String(e.detail?.reason), /truncated/);

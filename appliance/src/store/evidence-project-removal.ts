@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabaseOptionsWithPath } from 'lmdb';
 import type { ProjectDataRemover } from '../evidence/projects.js';
 import type { EvidenceRecord } from '../evidence/types.js';
-import { Writer, type StoreState } from './durable.js';
+import { STORE_PAGE_SIZE, Writer, type StoreState } from './durable.js';
 import { EVIDENCE_DB_NAMES, INDEXED_FIELDS, type EvidenceTierDbs } from './evidence-repository.js';
 import { environmentFileProblem } from './file-check.js';
 import { Codes, fail } from '../errors.js';
@@ -136,7 +136,7 @@ export function openColdTierForRemoval(coldPath: string): (RemovableTier & { clo
   const problem = environmentFileProblem(join(path, 'data.mdb'));
   if (problem !== undefined) fail(Codes.STORE_UNAVAILABLE, 503, `无法打开冷存储：${problem}`, `cannot open the cold evidence store in ${path}: ${problem}`, { path, reason: problem });
   const options: RootDatabaseOptionsWithPath = {
-    path, readOnly: false, maxDbs: 8, pageSize: 4096, encoding: 'json', compression: false, cache: false, useVersions: false,
+    path, readOnly: false, maxDbs: 8, pageSize: STORE_PAGE_SIZE, encoding: 'json', compression: false, cache: false, useVersions: false,
     eventTurnBatching: true, commitDelay: 0, strictAsyncOrder: true, overlappingSync: true, noSync: false, noMetaSync: false, useWritemap: false,
   };
   const env = open(options);

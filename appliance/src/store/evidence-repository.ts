@@ -26,7 +26,7 @@ import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPat
 import { decodeTime, encodeTime } from 'ulid';
 import { Codes, YiqianError, fail } from '../errors.js';
 import type { EvidenceCounters, EvidenceKind, EvidenceQuery, EvidenceRecord, EvidenceRejection, Page, Tier } from '../evidence/types.js';
-import { Writer, type StoreState } from './durable.js';
+import { STORE_PAGE_SIZE, Writer, type StoreState } from './durable.js';
 import { environmentFileProblem } from './file-check.js';
 import type { MerkleLeaf } from './merkle-repository.js';
 
@@ -164,7 +164,7 @@ function openColdEnv(path: string, safeRestore: boolean): RootDatabase {
     path,
     readOnly: false,
     maxDbs: 8,
-    pageSize: 4096,
+    pageSize: STORE_PAGE_SIZE,
     encoding: 'json',
     compression: false,
     cache: false,

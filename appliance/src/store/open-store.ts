@@ -14,7 +14,7 @@ import type { KeyRecord, KeyRegistry } from '../crypto/interfaces.js';
 import { Codes, YiqianError, fail } from '../errors.js';
 import { LmdbAppRepository, type AppRecord, type AppRepository } from './app-repository.js';
 import { LmdbAuditStorage } from './audit-storage.js';
-import { Writer, assertOpen, unavailable, type StoreState } from './durable.js';
+import { STORE_PAGE_SIZE, Writer, assertOpen, unavailable, type StoreState } from './durable.js';
 import { environmentFileProblem } from './file-check.js';
 import { LmdbKeyRegistry } from './key-registry.js';
 import { LmdbMetaRepository, type MetaRepository } from './meta-repository.js';
@@ -133,7 +133,7 @@ export async function openStore(dataDir: string, opts: OpenStoreOptions = {}): P
     path,
     readOnly,
     maxDbs: 64, // a runtime limit (not on disk): room for the evidence store's indexes
-    pageSize: 4096,
+    pageSize: STORE_PAGE_SIZE,
     // Values are JSON: stable across msgpackr versions, readable by any tool, and the shape
     // a PostgreSQL (jsonb) implementation of the same repositories will keep.
     encoding: 'json',
