@@ -112,6 +112,8 @@ export class TsaService {
   private readonly log: Logger;
   private readonly random: (n: number) => Buffer;
   private readonly identities = new Map<TsaIdentity, Promise<LoadedIdentity>>();
+  /** The loaded identities, for the synchronous fast path of respond() (no promise per token while fresh). */
+  private readonly loadedNow = new Map<TsaIdentity, LoadedIdentity>();
   private readonly policyOf: Record<TsaIdentity, { allowed: Set<string>; byDefault: string }>;
 
   constructor(private readonly deps: TsaServiceDeps) {
@@ -152,9 +154,14 @@ export class TsaService {
     }
     const p = this.load(id);
     this.identities.set(id, p);
-    p.catch(() => {
-      if (this.identities.get(id) === p) this.identities.delete(id);
-    });
+    p.then(
+      (l) => {
+        if (this.identities.get(id) === p) this.loadedNow.set(id, l);
+      },
+      () => {
+        if (this.identities.get(id) === p) this.identities.delete(id);
+      },
+    );
     return p;
   }
 
@@ -182,11 +189,13 @@ export class TsaService {
       const clock = this.deps.gate.check();
       if (!clock.ok) throw new TspRejection('timeNotAvailable', `trusted time not available: ${clock.reason}`);
       notice ??= clock.notice;
-      let loaded: LoadedIdentity;
-      try {
-        loaded = await this.identity(identity);
-      } catch (e) {
-        throw new TspRejection('systemFailure', `TSA ${identity} is not available: ${(e as Error).message}`);
+      let loaded = this.loadedNow.get(identity);
+      if (!loaded || Date.now() - loaded.loadedAt >= IDENTITY_TTL_MS) {
+        try {
+          loaded = await this.identity(identity);
+        } catch (e) {
+          throw new TspRejection('systemFailure', `TSA ${identity} is not available: ${(e as Error).message}`);
+        }
       }
       const genTime = clock.time;
       const t = genTime.getTime();
