@@ -62,7 +62,7 @@ t.test('evidence ingestion', async (t) => {
   const foreign = makeTestHierarchy('ecdsa');
   const trust = createTrustStore({ trust: fx.store.trustCas, cas: fx.store.cas });
   const verification = createVerificationService({ trust, revocation: createRevocationChecker({ trust, certs: fx.store.certs, ocsp: createOcspClient() }), certs: fx.store.certs });
-  const repo = await openEvidenceRepository({ hot: fx.store.evidenceHot, merkle: fx.store.merkle, coldPath: join(dir, 'cold'), counters: { recordStoredInTxn: () => undefined, rejectionInTxn: () => undefined } });
+  const repo = await openEvidenceRepository({ hot: fx.store.evidenceHot, merkle: fx.store.merkle, coldPath: join(dir, 'cold'), counters: { recordsStoredInTxn: () => undefined, rejectionInTxn: () => undefined } });
   t.teardown(async () => {
     await repo.close();
     await fx.close();

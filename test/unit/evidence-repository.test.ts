@@ -31,9 +31,9 @@ async function open(dir: string, counted: Counted): Promise<{ store: Store; repo
     // A recording double of the counters (E2's store/evidence-counters.ts has its own tests):
     // it lets this test see the call happen inside the transaction and fail it on demand.
     counters: {
-      recordStoredInTxn: (r) => {
+      recordsStoredInTxn: (rs) => {
         if (counted.fail) throw new Error('counter failure');
-        counted.records.push((r as EvidenceRecord).id);
+        for (const r of rs) counted.records.push((r as EvidenceRecord).id);
       },
       rejectionInTxn: (r) => void counted.rejections.push(r.id),
     },

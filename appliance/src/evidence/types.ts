@@ -144,6 +144,8 @@ export interface ProjectDirectory {
  */
 export interface EvidenceCounters {
   recordStoredInTxn(r: Pick<EvidenceRecord, 'project' | 'appId' | 'receivedAt'>): void;
+  /** The counts of several records of one transaction (what recordStoredInTxn does for each, summed per counter). */
+  recordsStoredInTxn(rs: readonly Pick<EvidenceRecord, 'project' | 'appId' | 'receivedAt'>[]): void;
   rejectionInTxn(r: EvidenceRejection): void;
   /** Removing a project's data (project delete) takes its counts with it. */
   projectRemovedInTxn(project: string): void;

@@ -117,7 +117,7 @@ export interface EvidenceRepositoryDeps {
   /** The store's Merkle log: appendInTransaction runs inside the record's transaction. */
   merkle: { appendInTransaction(leafData: Uint8Array): MerkleLeaf };
   /** Statistics counters (store/evidence-counters.ts), called inside the same transaction. */
-  counters: Pick<EvidenceCounters, 'recordStoredInTxn' | 'rejectionInTxn'>;
+  counters: Pick<EvidenceCounters, 'recordsStoredInTxn' | 'rejectionInTxn'>;
   /** Directory of the cold LMDB environment (created if missing). */
   coldPath: string;
   /** Open the cold env as after a power loss (crash tests), as OpenStoreOptions.safeRestore. */
@@ -328,14 +328,17 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     return JSON.parse(JSON.stringify(fields)) as EvidenceRecordFields;
   }
 
-  /** Inside the hot env's write transaction: the record, its indexes, its leaf and its counts. */
-  function storeInTxn(base: EvidenceRecordFields, leafData: Buffer): EvidenceRecord {
-    if (hot.dbs.records.doesExist(base.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${base.id} is taken`);
-    const leaf = deps.merkle.appendInTransaction(leafData);
-    const rec: EvidenceRecord = { ...base, leafIndex: leaf.index, leafHash: leaf.leafHash.toString('hex'), tier: 'hot' };
-    putRecord(hot, rec);
-    deps.counters.recordStoredInTxn(rec);
-    return rec;
+  /** Inside the hot env's write transaction: the records, their indexes, their leaves (in order) and their counts. */
+  function storeInTxn(bases: readonly EvidenceRecordFields[], leafData: readonly Buffer[]): EvidenceRecord[] {
+    const out = bases.map((base, i) => {
+      if (hot.dbs.records.doesExist(base.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${base.id} is taken`);
+      const leaf = deps.merkle.appendInTransaction(leafData[i]);
+      const rec: EvidenceRecord = { ...base, leafIndex: leaf.index, leafHash: leaf.leafHash.toString('hex'), tier: 'hot' };
+      putRecord(hot, rec);
+      return rec;
+    });
+    if (out.length > 0) deps.counters.recordsStoredInTxn(out);
+    return out;
   }
 
   function checkedRejection(r: EvidenceRejection): EvidenceRejection {
@@ -354,7 +357,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
 
     async append(fields, leafData) {
       const base = checkedFields(fields, leafData);
-      return hot.writer.durable(() => storeInTxn(base, leafData));
+      return hot.writer.durable(() => storeInTxn([base], [leafData])[0]);
     },
 
     async appendBatch(records, rejectionList) {
@@ -363,7 +366,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
       const rejs = rejectionList.map(checkedRejection);
       if (bases.length === 0 && rejs.length === 0) return [];
       return hot.writer.durable(() => {
-        const out = bases.map((b, i) => storeInTxn(b, records[i].leafData));
+        const out = storeInTxn(bases, records.map((r) => r.leafData));
         for (const r of rejs) rejectionInTxn(r);
         return out;
       });
