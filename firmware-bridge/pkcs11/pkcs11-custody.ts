@@ -116,6 +116,11 @@ export interface Pkcs11Options {
    * (default true; without the addon the custody logs once and uses pkcs11js).
    */
   nativeSign?: boolean;
+  /**
+   * How often (ms) the token object behind a signing copy is looked up again (signingHandle);
+   * default 1000. 0 looks it up before every signature.
+   */
+  signingCopyRecheckMs?: number;
 }
 
 export interface InventoryProblem {
@@ -173,11 +178,25 @@ interface CachedHandle {
   epoch: number;
 }
 
+/** A session-object copy of a token private key, used for signing (signingHandle). */
+interface SigningCopy {
+  handle: Buffer;
+  epoch: number;
+  /** The token object it was copied from, and when that was last seen on the token. */
+  source: Buffer;
+  seenAt: number;
+}
+
+/** How often a signing copy's token object is looked up again by default (a key destroyed elsewhere stops signing within this). */
+const COPY_RECHECK_MS = 1000;
+
 class Pkcs11KeyCustody implements Pkcs11Custody {
   readonly tokenLabel: string;
   private readonly kekLabel: string;
   private readonly nextId = monotonicFactory();
   private readonly handles = new Map<string, CachedHandle>();
+  /** Per key label: its signing copy, or 'token' where the module refused C_CopyObject (sign with the token object). */
+  private readonly signingCopies = new Map<string, SigningCopy | 'token'>();
   private readonly signers = new Map<string, Promise<Signer>>();
   private readonly generating = new Set<string>();
   private kekReady: Promise<void> | undefined;
@@ -529,17 +548,71 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
         return this.pool.run('sign', async (p11, s) => {
           let raw: Buffer;
           try {
-            raw = await signOnce(p11, s, this.privateHandle(p11, s, record));
+            raw = await signOnce(p11, s, this.signingHandle(p11, s, record));
           } catch (e) {
             if (!isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
-            // Handles change when the token logs out or the module is re-initialised: look it up again.
+            // Handles change when the token logs out or the module is re-initialised, and a
+            // signing copy ends with the session that made it: look both up again.
             this.handles.delete(record.label);
-            raw = await signOnce(p11, s, this.privateHandle(p11, s, record));
+            if (this.signingCopies.get(record.label) !== 'token') this.signingCopies.delete(record.label);
+            raw = await signOnce(p11, s, this.signingHandle(p11, s, record));
           }
           return st.finish(raw);
         });
       },
     };
+  }
+
+  /**
+   * The handle to sign with: a copy of the token's private key as a session object (C_CopyObject
+   * with CKA_TOKEN false; PKCS#11 v2.40 §5.7 lets the copy change CKA_TOKEN). The key stays in the
+   * HSM with its attributes (sensitive, not extractable); SoftHSM2 re-reads a token object from
+   * its store and decrypts it at every C_SignInit, which a session object skips (measured: 137 →
+   * 88 µs per P-256 signature). The copy lives until its session closes or the pool's epoch
+   * changes (then it is made again); its token object is looked up again every COPY_RECHECK_MS
+   * (signingCopyRecheckMs), so a key destroyed on the token (by another process too), or a token
+   * whose sessions outlive it, stops signing within a second.
+   * Modules that refuse the copy sign with the token object.
+   */
+  private signingHandle(p11: Pkcs11Module, s: PooledSession, record: KeyRecord): Buffer {
+    const token = this.privateHandle(p11, s, record);
+    const c = this.signingCopies.get(record.label);
+    if (c === 'token') return token;
+    const now = Date.now();
+    if (c && c.epoch === s.epoch && c.source.equals(token)) {
+      if (now - c.seenAt < (this.opts.signingCopyRecheckMs ?? COPY_RECHECK_MS)) return c.handle;
+      if (findObjects(p11, s.handle, this.objectTemplate(record, PRIVATE), 1).length > 0) {
+        c.seenAt = now;
+        return c.handle;
+      }
+      this.dropSigningCopy(p11, s, record.label);
+      this.handles.delete(record.label);
+      return this.privateHandle(p11, s, record); // throws: the key is gone
+    }
+    if (c) this.dropSigningCopy(p11, s, record.label);
+    let handle: Buffer;
+    try {
+      handle = p11.C_CopyObject(s.handle, token, [{ type: ck.CKA_TOKEN, value: false }]);
+    } catch (e) {
+      if (recoveryFor(e) !== 'none' || isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
+      clog.info({ label: record.label, err: e instanceof Error ? e.message : String(e) }, 'the token refuses C_CopyObject: signing with the token object');
+      this.signingCopies.set(record.label, 'token');
+      return token;
+    }
+    this.signingCopies.set(record.label, { handle, epoch: s.epoch, source: token, seenAt: now });
+    return handle;
+  }
+
+  /** Destroys a key's signing copy (if its session still holds it) and forgets it. */
+  private dropSigningCopy(p11: Pkcs11Module, s: PooledSession, label: string): void {
+    const c = this.signingCopies.get(label);
+    this.signingCopies.delete(label);
+    if (!c || c === 'token' || c.epoch !== s.epoch) return;
+    try {
+      p11.C_DestroyObject(s.handle, c.handle);
+    } catch (e) {
+      clog.debug({ label, err: e instanceof Error ? e.message : String(e) }, 'signing copy already gone');
+    }
   }
 
   /** Private key handle for a record: cached per pool epoch, else found by label and CKA_ID. */
@@ -558,9 +631,11 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
     return found[0];
   }
 
+  /** The token objects of a key (CKA_TOKEN true: never a signing copy, which is a session object). */
   private objectTemplate(record: KeyRecord, cls: number): Template {
     const t: Template = [
       { type: ck.CKA_CLASS, value: cls },
+      { type: ck.CKA_TOKEN, value: true },
       { type: ck.CKA_LABEL, value: record.label },
     ];
     const id = parsePkcs11Uri(record.uri).id;
@@ -731,6 +806,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       if (n === 0) clog.warn({ id: record.id, label: record.label }, 'destroy: the key had no objects left on the token; removing the record');
     }
     this.handles.delete(record.label);
+    this.signingCopies.delete(record.label);
     this.signers.delete(record.id);
     await this.registry.delete(record.id);
     clog.info({ id: record.id, label: record.label, mode: record.mode }, 'key destroyed');
@@ -738,6 +814,7 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
 
   private async destroyTokenObjects(record: KeyRecord): Promise<number> {
     return this.pool.run('destroy', async (p11, s) => {
+      this.dropSigningCopy(p11, s, record.label);
       const objs = [...findObjects(p11, s.handle, this.objectTemplate(record, PRIVATE), 4), ...findObjects(p11, s.handle, this.objectTemplate(record, PUBLIC), 4)];
       for (const o of objs) p11.C_DestroyObject(s.handle, o);
       return objs.length;

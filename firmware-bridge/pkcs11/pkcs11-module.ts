@@ -27,6 +27,7 @@ export interface Pkcs11Module {
   C_GetAttributeValue(session: Buffer, object: Buffer, template: Template): TemplateResult;
   C_CreateObject(session: Buffer, template: Template): Buffer;
   C_DestroyObject(session: Buffer, object: Buffer): void;
+  C_CopyObject(session: Buffer, object: Buffer, template: Template): Buffer;
   C_SignInit(session: Buffer, mechanism: Mechanism, key: Buffer): void;
   C_Sign(session: Buffer, inData: Buffer, outData: Buffer): Buffer;
   C_SignAsync(session: Buffer, inData: Buffer, outData: Buffer): Promise<Buffer>;

@@ -194,6 +194,16 @@ export class TestDoubleSm2Pkcs11 implements Pkcs11Module {
     });
   }
 
+  C_CopyObject(session: Buffer, object: Buffer, template: Template): Buffer {
+    const o = this.isFake(object);
+    if (!o) return this.real.C_CopyObject(session, object, template);
+    const attrs = new Map(o.attrs);
+    for (const a of template) if (a.value !== undefined) attrs.set(a.type, toBytes(a.value));
+    const h = this.newHandle();
+    this.objects.set(h.toString('hex'), { attrs, d: o.d ? Buffer.from(o.d) : undefined });
+    return h;
+  }
+
   C_DestroyObject(session: Buffer, object: Buffer): void {
     const hex = object.toString('hex');
     if (this.objects.has(hex)) {

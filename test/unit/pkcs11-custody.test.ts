@@ -317,6 +317,40 @@ t.test('list, a record whose token object vanished, destroy', async (tt) => {
   tt.notOk(await registry.getByLabel('sm2-second'), 'wrapped key record removed');
 });
 
+t.test('signing uses a session-object copy of the token key; a key destroyed on the token stops signing within a second', async (tt) => {
+  const objectsOf = (label: string, onToken: boolean) =>
+    inspect((p, s) => {
+      p.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_LABEL, value: label }, { type: pkcs11js.CKA_TOKEN, value: onToken }]);
+      const r = p.C_FindObjects(s, 10);
+      p.C_FindObjectsFinal(s);
+      return r;
+    });
+  const info = await custody.generate({ algorithm: 'ecdsa-p256', label: 'copied', purpose: 'test signing copy' });
+  const key = createPublicKey({ key: info.publicKeyInfo, format: 'der', type: 'spki' });
+  const signer = await custody.signer(info.id);
+  for (let i = 0; i < 20; i++) tt.ok(verify('sha256', data, key, await signer.sign(data)), `signature ${i} verifies`);
+  tt.equal(objectsOf('copied', false).length, 1, 'one session-object copy, made once');
+  tt.equal(objectsOf('copied', true).length, 1, 'the token object stays');
+  inspect((p, s) => tt.ok(bool(p, s, objectsOf('copied', false)[0], pkcs11js.CKA_SENSITIVE), 'the copy is sensitive'));
+  inspect((p, s) => tt.notOk(bool(p, s, objectsOf('copied', false)[0], pkcs11js.CKA_EXTRACTABLE), 'the copy is not extractable'));
+
+  // Destroy only the token objects, behind the custody's back (as another process could).
+  inspect((p, s) => {
+    for (const o of objectsOf('copied', true)) p.C_DestroyObject(s, o);
+  });
+  await new Promise((r) => setTimeout(r, 1100));
+  await rejectsCode(tt, signer.sign(data), 'KEY_NOT_FOUND', 'after the recheck interval the copy no longer signs');
+  tt.equal(objectsOf('copied', false).length, 0, 'and the copy is destroyed');
+
+  // destroy() takes the copy with the token objects.
+  const second = await custody.generate({ algorithm: 'ecdsa-p256', label: 'copied-2', purpose: 'test signing copy' });
+  await (await custody.signer(second.id)).sign(data);
+  tt.equal(objectsOf('copied-2', false).length, 1, 'copy made');
+  await custody.destroy(second.id);
+  tt.equal(objectsOf('copied-2', false).length + objectsOf('copied-2', true).length, 0, 'destroy removes the copy and the token object');
+  await custody.destroy(info.id);
+});
+
 t.test('wrapped key: corrupted ciphertext or a missing KEK is KEY_UNWRAP_FAILED', async (tt) => {
   const rec = (await registry.get(sm2Record.id)) as KeyRecord;
   const bad = Buffer.from(rec.wrappedKey as string, 'base64');

@@ -24,6 +24,9 @@ const options: Pkcs11Options = {
   pin: token.pin,
   softwareSm2: { generate: generateSm2KeyPair, signer: (d) => createSm2Signer(d), spki: sm2SpkiFromPublicKey },
   reconnectIntervalMs: 200,
+  // A renamed token directory is noticed by SoftHSM2 when it reads the token object; a signing
+  // copy (a session object) is in memory, so look the token object up before every signature.
+  signingCopyRecheckMs: 0,
   observer: (e) => events.push(e),
   loadModule: (path) => {
     const p = new pkcs11js.PKCS11();
