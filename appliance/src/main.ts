@@ -14,7 +14,7 @@ import { devicePkiRouter } from './http/device-pki-routes.js';
 import { runCryptoSelfTest } from './crypto/self-test.js';
 import { registerHsmTlsEngine } from '../../firmware-bridge/pkcs11/tls-engine.js';
 import type { KeyCustody } from './crypto/interfaces.js';
-import { type Config, loadConfig, parseHostPort, readHsmPin, resolveInData } from './config/config.js';
+import { type Config, loadConfig, parseHostPort, readHsmPin, resolveInData, uploadTimeoutMs } from './config/config.js';
 import { openStore, type Store } from './store/open-store.js';
 import { openPkcs11Custody } from '../../firmware-bridge/pkcs11/pkcs11-custody.js';
 import { generateSm2KeyPair, createSm2Signer, sm2SpkiFromPublicKey, sm2Backend, sm2Digest, sm2Decrypt } from './crypto/sm2.js';
@@ -465,7 +465,7 @@ export async function buildEvidenceFiles(a: Appliance, records: FileRecordStore 
   });
   return {
     blobs,
-    router: evidenceFileRouter({ files, records, urls }),
+    router: evidenceFileRouter({ files, records, urls, uploadIdleMs: a.config.http.timeoutMs }),
     downloadApp: createEvidenceDownloadApp({ urls, records, blobs, limits: { timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight } }).callback(),
   };
 }
@@ -769,7 +769,7 @@ async function startServing(a: Appliance, opts: ServeOptions, parts: StartedPart
     readiness: () => readiness(a),
     // Capability routers: add yours in apiRouters() (and its service in ApiServices).
     routers: apiRouters({ appliance: a, staffDirectory, revocation, tsa, checkpointLog, jobs, evidence, evidenceFiles: evidence.files, findEvidenceRecord: (id) => evidence.repository.get(id), evidenceReports: evidence, evidenceRecords: evidence.projectData }),
-    limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight },
+    limits: { bodyBytes: a.config.http.bodyLimitBytes, timeoutMs: a.config.http.timeoutMs, maxInFlight: a.config.http.maxInFlight, uploadTimeoutMs: uploadTimeoutMs(a.config) },
     // POST /api/v1/evidence/files streams its body (bound by X-YQ1-Body-Hash), never read into memory.
     streamedBody: isEvidenceUploadRequest,
     devNotice: development ? 'development appliance: SoftHSM2 token and system clock' : 'development appliance: SoftHSM2 token',
@@ -808,7 +808,8 @@ async function startServing(a: Appliance, opts: ServeOptions, parts: StartedPart
   parts.servers.push(https, http);
   for (const s of [https, http]) {
     s.headersTimeout = 20_000;
-    s.requestTimeout = a.config.http.timeoutMs + 5_000;
+    // Node's own cut-off for a whole request: past the longest deadline of ours (an upload's).
+    s.requestTimeout = Math.max(a.config.http.timeoutMs, uploadTimeoutMs(a.config)) + 5_000;
     s.keepAliveTimeout = 5_000;
   }
   // CRLs missing or past half their validity are signed before serving; then the timer keeps them fresh.

@@ -80,6 +80,10 @@ interface Upload {
   body: Buffer | { file: string; bytes: number; sm3: string };
   /** Send only this many bytes, then destroy the connection. */
   abortAfter?: number;
+  /** Send in 256 KiB pieces, this many ms apart (a slow link). */
+  paceMs?: number;
+  /** Send only this many bytes, then nothing (keep the connection) until the server answers. */
+  stallAfter?: number;
 }
 
 /** One streamed upload, signed over the declared body hash (docs/api-auth.md, X-YQ1-Body-Hash). */
@@ -117,7 +121,18 @@ async function upload(u: Upload): Promise<{ status: number; json: any; aborted?:
       },
     );
     req.on('error', (e: NodeJS.ErrnoException) => (u.abortAfter !== undefined ? resolve({ status: 0, json: e.code, aborted: true }) : reject(e)));
-    if (u.abortAfter !== undefined) {
+    if (u.stallAfter !== undefined) {
+      req.write((u.body as Buffer).subarray(0, u.stallAfter));
+    } else if (u.paceMs !== undefined) {
+      const bytes = u.body as Buffer;
+      void (async () => {
+        for (let at = 0; at < bytes.length; at += 256 * 1024) {
+          if (at > 0) await sleep(u.paceMs!);
+          req.write(bytes.subarray(at, at + 256 * 1024));
+        }
+        req.end();
+      })();
+    } else if (u.abortAfter !== undefined) {
       const bytes = Buffer.isBuffer(u.body) ? u.body : readFileSync((u.body as { file: string }).file);
       req.write(bytes.subarray(0, u.abortAfter), () => setTimeout(() => req.destroy(), 200));
     } else if (isFile) {
@@ -387,4 +402,33 @@ t.test('oversize (evidence.maxFileBytes small) → 413, nothing kept', async (t)
 
   const small = await upload({ body: randomBytes(1000) });
   t.equal(small.status, 201, 'under the limit still stored');
+});
+
+t.test('an upload may outlast http.timeoutMs while bytes keep coming; one that stalls is ended (408 UPLOAD_STALLED), nothing kept', async (t) => {
+  const file = join(data, 'config.json');
+  const original = readFileSync(file, 'utf8');
+  const cfg = JSON.parse(original);
+  cfg.http = { ...cfg.http, timeoutMs: 1000 };
+  writeFileSync(file, JSON.stringify(cfg, null, 2));
+  await restart({ maxFileBytes: 200 * MiB });
+  try {
+    const body = randomBytes(2 * MiB);
+    const started = Date.now();
+    const slow = await upload({ body, paceMs: 350 });
+    t.ok(Date.now() - started > 2000, `the upload took ${Date.now() - started} ms, over the 1 s API deadline`);
+    t.equal(slow.status, 201, 'stored: an upload has its own deadline (http.uploadTimeoutMs)');
+    t.equal(slow.json.record.contentDigest.value, sm3Hex(body), 'every byte arrived');
+
+    const before = await snapshot();
+    const stalled = await upload({ body: randomBytes(2 * MiB), stallAfter: MiB });
+    t.equal(stalled.status, 408, 'no byte for http.timeoutMs');
+    t.equal(stalled.json.code, 'UPLOAD_STALLED');
+    t.match(stalled.json.message.en, /no data for 1000 ms/);
+    await nothingKept(t, before, 'stalled upload');
+    const api1 = await api('GET', '/whoami');
+    t.equal(api1.status, 200, 'the server keeps serving');
+  } finally {
+    writeFileSync(file, original);
+    await restart({});
+  }
 });

@@ -6,6 +6,8 @@ import { YiqianError, Codes } from '../errors.js';
 import { validateProfileConfig } from '../pki/profiles.js';
 import { checkTimesourceConfig, type TimesourceConfig } from '../../../firmware-bridge/timesource/config-shape.js';
 
+/** Default deadline of a streamed evidence upload (http.uploadTimeoutMs). */
+export const DEFAULT_UPLOAD_TIMEOUT_MS = 3_600_000;
 export const CONFIG_FILE = 'config.json';
 export const CONFIG_VERSION = 1;
 
@@ -66,7 +68,12 @@ export interface Config {
     tlsDnsNames: string[];
     tlsIpAddresses: string[];
   };
-  http: { bodyLimitBytes: number; timeoutMs: number; maxInFlight: number };
+  /**
+   * uploadTimeoutMs: the deadline of a streamed upload (POST /api/v1/evidence/files), which
+   * timeoutMs would cut (200 MiB in 30 s needs 7 MB/s); optional, default 1 h. While an upload
+   * waits for its body, timeoutMs without a byte ends it (UPLOAD_STALLED).
+   */
+  http: { bodyLimitBytes: number; timeoutMs: number; maxInFlight: number; uploadTimeoutMs?: number };
   auth: { maxSkewSeconds: number };
   /** The clock (firmware-bridge/timesource, docs/timesource.md); the string 'system-trusted' is accepted too. */
   timesource: TimesourceConfig;
@@ -204,7 +211,7 @@ export function defaultConfig(): Config {
       tlsDnsNames: ['localhost'],
       tlsIpAddresses: ['127.0.0.1', '::1'],
     },
-    http: { bodyLimitBytes: 1024 * 1024, timeoutMs: 30_000, maxInFlight: 256 },
+    http: { bodyLimitBytes: 1024 * 1024, timeoutMs: 30_000, maxInFlight: 256, uploadTimeoutMs: DEFAULT_UPLOAD_TIMEOUT_MS },
     auth: { maxSkewSeconds: 300 },
     timesource: { kind: 'system-trusted' },
     pki: defaultPkiConfig(),
@@ -277,6 +284,7 @@ export function validateConfig(raw: unknown): Config {
   at('http.bodyLimitBytes', int(1024, 1024 * 1024 * 1024));
   at('http.timeoutMs', int(100, 600_000));
   at('http.maxInFlight', int(1, 100_000));
+  if (c.http?.uploadTimeoutMs !== undefined) at('http.uploadTimeoutMs', int(1000, 86_400_000));
   at('auth.maxSkewSeconds', int(1, 3600));
   {
     const ts = checkTimesourceConfig(c.timesource ?? { kind: 'system-trusted' });
@@ -404,6 +412,11 @@ export function loadConfig(dataDir: string, env: NodeJS.ProcessEnv = process.env
   parseHostPort(config.listen);
   parseHostPort(config.listenHttp);
   return config;
+}
+
+/** The deadline of a streamed upload (http.uploadTimeoutMs, optional in config.json). */
+export function uploadTimeoutMs(c: Pick<Config, 'http'>): number {
+  return c.http.uploadTimeoutMs ?? DEFAULT_UPLOAD_TIMEOUT_MS;
 }
 
 export function resolveInData(dataDir: string, p: string): string {

@@ -31,6 +31,8 @@ export const FileIngestCodes = {
   RECORD_NOT_FOUND: 'RECORD_NOT_FOUND',
   /** The record has no stored original (a digest-only record). */
   ORIGINAL_NOT_STORED: 'ORIGINAL_NOT_STORED',
+  /** An upload's body stopped arriving for longer than http.timeoutMs (408; nothing is kept). */
+  UPLOAD_STALLED: 'UPLOAD_STALLED',
 } as const;
 
 export const METADATA_FIELDS = ['system', 'departmentId', 'patientId', 'businessSerial', 'documentType'] as const;

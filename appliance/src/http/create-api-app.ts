@@ -8,6 +8,7 @@
 // really finishes (the gate measures work, not open responses).
 import Koa from 'koa';
 import Router from '@koa/router';
+import { DEFAULT_UPLOAD_TIMEOUT_MS } from '../config/config.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { metrics as defaultMetrics, type Metrics } from '../metrics.js';
 import { appAuth, type AppDirectory, type NonceCache } from './app-auth.js';
@@ -35,9 +36,11 @@ export interface HttpLimits {
   timeoutMs?: number;
   /** Requests worked on at once before 503 OVERLOADED; default 256. */
   maxInFlight?: number;
+  /** Deadline of a streamed-body request (ApiDeps.streamedBody) instead of timeoutMs; default 1 h. */
+  uploadTimeoutMs?: number;
 }
 
-export const DEFAULT_LIMITS: Required<HttpLimits> = { bodyBytes: DEFAULT_BODY_LIMIT, timeoutMs: 30_000, maxInFlight: 256 };
+export const DEFAULT_LIMITS: Required<HttpLimits> = { bodyBytes: DEFAULT_BODY_LIMIT, timeoutMs: 30_000, maxInFlight: 256, uploadTimeoutMs: DEFAULT_UPLOAD_TIMEOUT_MS };
 
 export interface ApiDeps {
   apps: AppDirectory;
@@ -67,6 +70,7 @@ export function resolveLimits(limits: HttpLimits = {}): Required<HttpLimits> {
     bodyBytes: limits.bodyBytes ?? DEFAULT_LIMITS.bodyBytes,
     timeoutMs: limits.timeoutMs ?? DEFAULT_LIMITS.timeoutMs,
     maxInFlight: limits.maxInFlight ?? DEFAULT_LIMITS.maxInFlight,
+    uploadTimeoutMs: limits.uploadTimeoutMs ?? DEFAULT_LIMITS.uploadTimeoutMs,
   };
 }
 
@@ -89,7 +93,10 @@ export function createApiApp(deps: ApiDeps): Koa<HttpState> {
   if (deps.devNotice) app.use(devNotice(deps.devNotice));
   app.use(httpMetrics(m));
   app.use(problems(m));
-  app.use(timeout(limits.timeoutMs));
+  // A streamed upload may take longer than an API call; it is ended when its body stalls instead
+  // (requestChunks in evidence-file-routes.ts).
+  const streamed = deps.streamedBody;
+  app.use(timeout(limits.timeoutMs, streamed ? (ctx) => (streamed(ctx.method, ctx.path) ? limits.uploadTimeoutMs : undefined) : undefined));
   app.use(overload({ maxInFlight: limits.maxInFlight, exempt: (path) => UNGATED.has(path) }));
   app.use(bodyReader(limits.bodyBytes, deps.streamedBody));
   app.use(appAuth({ apps: deps.apps, nonces: deps.nonces, metrics: m, clock: deps.clock }));

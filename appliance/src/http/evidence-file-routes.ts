@@ -56,6 +56,8 @@ export interface EvidenceFileRouteDeps {
   files: FileIngest;
   records: RecordLookup;
   urls: DownloadUrlSigner;
+  /** An upload whose body sends nothing for this long is ended (UPLOAD_STALLED); default 30 s. */
+  uploadIdleMs?: number;
 }
 
 function clientAborted(): Error {
@@ -67,14 +69,18 @@ function clientAborted(): Error {
  * the socket when the consumer stops early (oversize): it pauses, so the 413 can still be sent
  * (with Connection: close). A connection that closes before the end is CLIENT_ABORTED.
  */
-export function requestChunks(req: IncomingMessage, res: ServerResponse): AsyncIterable<Buffer> {
+export function requestChunks(req: IncomingMessage, res: ServerResponse, idleMs = 30_000): AsyncIterable<Buffer> {
   return {
     [Symbol.asyncIterator]() {
       const queue: Buffer[] = [];
       let ended = false;
       let failure: Error | undefined;
       let wake: (() => void) | undefined;
+      // Counts only while we wait for the client (not while the disk takes the last chunk).
+      let idle: NodeJS.Timeout | undefined;
       const notify = (): void => {
+        clearTimeout(idle);
+        idle = undefined;
         const w = wake;
         wake = undefined;
         w?.();
@@ -97,6 +103,7 @@ export function requestChunks(req: IncomingMessage, res: ServerResponse): AsyncI
         notify();
       };
       const detach = (): void => {
+        clearTimeout(idle);
         req.off('data', onData);
         req.off('end', onEnd);
         req.off('error', onError);
@@ -121,6 +128,10 @@ export function requestChunks(req: IncomingMessage, res: ServerResponse): AsyncI
               return { value: undefined, done: true };
             }
             req.resume();
+            idle = setTimeout(() => {
+              failure ??= new YiqianError(FileIngestCodes.UPLOAD_STALLED, 408, { zh: `上传中断：${idleMs} 毫秒内未收到数据`, en: `upload stalled: no data for ${idleMs} ms` }, { idleMs });
+              notify();
+            }, idleMs);
             await new Promise<void>((r) => (wake = r));
           }
         },
@@ -273,7 +284,7 @@ export function evidenceFileRouter(deps: EvidenceFileRouteDeps): Router<HttpStat
     } catch (e) {
       closing(e, ctx);
     }
-    const source = requestChunks(ctx.req, ctx.res);
+    const source = requestChunks(ctx.req, ctx.res, deps.uploadIdleMs);
     let result;
     try {
       if (boundary) {

@@ -2,13 +2,15 @@
 // REQUEST_TIMEOUT now. The handler keeps running (JavaScript cannot cancel it) but whatever
 // it produces later is dropped: by then koa has sent the problem response, and a late
 // failure is logged instead of becoming an unhandled rejection.
-import type { Middleware } from 'koa';
+import type { Middleware, ParameterizedContext } from 'koa';
 import { Codes } from '../errors.js';
 import { httpError } from './problem.js';
 import type { HttpState } from './state.js';
 
-export function timeout(timeoutMs: number): Middleware<HttpState> {
+/** `deadlineFor` may give a request another deadline (a streamed upload); undefined → timeoutMs. */
+export function timeout(defaultMs: number, deadlineFor?: (ctx: ParameterizedContext<HttpState>) => number | undefined): Middleware<HttpState> {
   return async (ctx, next) => {
+    const timeoutMs = deadlineFor?.(ctx) ?? defaultMs;
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     const work = next();
