@@ -25,6 +25,7 @@ import { createTrustStore } from '../../appliance/src/signing/trust-store.js';
 import type { VerificationReport } from '../../appliance/src/signing/types.js';
 import { createVerificationService } from '../../appliance/src/signing/verify-service.js';
 import { TsaService } from '../../appliance/src/tsa/tsa-service.js';
+import { applianceCertificate } from '../../appliance/src/pki/hierarchy.js';
 import { makeTestHierarchy } from '../helpers/openssl-pki.js';
 import { makePkiFixture, opensslCsr, type CsrKind } from '../helpers/pki-hierarchy.js';
 import { rejection } from '../helpers/store-fixture.js';
@@ -320,6 +321,29 @@ t.test('verification service', async (t) => {
     const s2 = await svc.verifyCms({ cms: claimsLater });
     t.ok(s2.valid, `claimed signingTime after the revocation, time-stamp before: ${s2.code}`);
     t.equal(s2.judgedAtSource, 'timestamp');
+
+    // The TSA's own certificate revoked (level 2 checks the TSA path like the signer's), judged at genTime.
+    const genTime = new Date(s1.judgedAt);
+    const tsaCert = (await applianceCertificate(fx.store.certs, 'sm2', 'tsa'))!;
+    const revokeTsa = (at: Date) => fx.store.certs.update(tsaCert.serial, (cur) => ({ ...cur!, status: 'revoked', revocation: { time: at.toISOString(), reason: 'keyCompromise', by: 'test' }, updatedAt: new Date().toISOString() }));
+    try {
+      await revokeTsa(new Date(genTime.getTime() - 60_000));
+      const r2 = await svc.verifyCms({ cms: stamped, level: 2 });
+      t.equal(r2.code, 'TIMESTAMP_INVALID', 'TSA certificate revoked before genTime');
+      t.match(check(r2, 'timestamp')?.reason, /TSA certificate revoked: .*keyCompromise/);
+      t.not(r2.judgedAtSource, 'timestamp', 'a revoked TSA proves no time');
+      t.ok((await svc.verifyCms({ cms: stamped, level: 1 })).valid, 'level 1 does not check revocation');
+      await revokeTsa(new Date(genTime.getTime() + 60_000));
+      const r3 = await svc.verifyCms({ cms: stamped, level: 2 });
+      t.ok(r3.valid, `TSA certificate revoked after genTime: the token stands (${r3.code})`);
+      t.equal(r3.judgedAtSource, 'timestamp');
+    } finally {
+      await fx.store.certs.update(tsaCert.serial, (cur) => {
+        const { revocation: _r, ...rest } = cur!;
+        return { ...rest, status: 'good', updatedAt: new Date().toISOString() };
+      });
+    }
+    t.ok((await svc.verifyCms({ cms: stamped, level: 2 })).valid, 'good again');
 
     // A time-stamp over something else: the imprint check fails.
     const wrong = await stamp(before, Buffer.from('another signature'));

@@ -151,14 +151,43 @@ function checkSignature(child: Cert, issuer: Cert): Promise<string | undefined> 
   return checkIssuerSignature(child.info.signatureAlgorithm, issuer.info.publicKeyInfo, child.info.tbs, child.info.signature);
 }
 
-function describe(c: Cert): PathCertificate {
-  const name = (der: Buffer): string => {
+/** RFC 4514 string of a Name, or # and its hex when it cannot be read. */
+function name(der: Buffer): string {
+  try {
+    return nameToString(der);
+  } catch {
+    return `#${der.toString('hex')}`;
+  }
+}
+
+/** `${serial}|${subject}` of a certificate: how a PathCertificate of a validated chain is matched back to its DER. */
+export function certificateId(c: Pick<CertificateInfo, 'serial' | 'subjectDer'> | PathCertificate): string {
+  return 'subjectDer' in c ? `${c.serial}|${name(c.subjectDer)}` : `${c.serial}|${c.subject}`;
+}
+
+/** The DER of each certificate of a validated chain, from the certificates it was built from; undefined when one is missing or ambiguous. */
+export function chainDer(chain: readonly PathCertificate[], candidates: readonly Buffer[]): Buffer[] | undefined {
+  const byId = new Map<string, Buffer[]>();
+  for (const der of candidates) {
     try {
-      return nameToString(der);
+      const id = certificateId(readCertificate(der));
+      const list = byId.get(id) ?? [];
+      if (!list.some((d) => d.equals(der))) list.push(der);
+      byId.set(id, list);
     } catch {
-      return `#${der.toString('hex')}`;
+      // unreadable: never part of a validated chain
     }
-  };
+  }
+  const out: Buffer[] = [];
+  for (const c of chain) {
+    const found = byId.get(certificateId(c));
+    if (found?.length !== 1) return undefined;
+    out.push(found[0]);
+  }
+  return out;
+}
+
+function describe(c: Cert): PathCertificate {
   return {
     subject: name(c.info.subjectDer),
     serial: c.info.serial,

@@ -8,8 +8,13 @@
 //     OCTET STRING) with the imprint's hash algorithm (RFC 3161 App. A);
 //   - the TSA certificate: ExtendedKeyUsage id-kp-timeStamping (RFC 3161 §2.3), and its path to
 //     the trust anchors at genTime (RFC 5280 §6.1, pki/path-validation.ts).
-// Not checked (simplification): revocation of the TSA certificate; a TSA certificate that the
-// token does not carry (certReq false) is not looked up elsewhere — the token fails.
+//   - with a revocation checker (verification level 2): the revocation status of the TSA's path
+//     at genTime (revocation-check.ts); a certificate revoked at or before genTime fails the
+//     token (RFC 3161 §4, ETSI EN 319 102-1 §5.4: a time-stamp whose unit's certificate was
+//     revoked then proves nothing). A status that cannot be established is reported and does
+//     not fail the token: the TSA's CRL is often not at hand where a signature is checked.
+// Not checked: a TSA certificate that the token does not carry (certReq false) is not looked up
+// elsewhere — the token fails.
 // Never throws: every problem is a reason.
 import { EXT, KEY_PURPOSES, readCertificate } from '../asn1/certificate.js';
 import { parseSignedData } from '../asn1/cms-signed-data.js';
@@ -18,7 +23,8 @@ import { Tag, children, readOid, readWhole } from '../crypto/der.js';
 import { digest } from '../crypto/hash.js';
 import type { HashAlgorithm } from '../crypto/interfaces.js';
 import { OID } from '../crypto/oids.js';
-import { validatePath, type PathCertificate } from '../pki/path-validation.js';
+import { chainDer, validatePath, type PathCertificate } from '../pki/path-validation.js';
+import type { RevocationChecker } from './types.js';
 import { verifyCms } from './cms-verify.js';
 
 /** id-aa-signatureTimeStampToken (RFC 3161 Appendix A). */
@@ -53,6 +59,8 @@ export interface TimestampCheck {
   /** RFC 4514 subject of the TSA certificate, when found. */
   tsa?: string;
   chain?: PathCertificate[];
+  /** With a revocation checker: what it found for the TSA's path ('unknown' does not fail the token). */
+  tsaRevocation?: { status: 'good' | 'revoked' | 'unknown'; detail?: string };
 }
 
 function message(e: unknown): string {
@@ -87,6 +95,22 @@ export function readTstInfo(der: Buffer): TstInfoFields {
   return { policy, hashAlgorithm, hashedMessage: Buffer.from(mi[1].value), serial, genTime: generalizedTime(f[4].value.toString('latin1')) };
 }
 
+/** The TSA path's revocation status at genTime, in one line. */
+async function revocationOf(checker: RevocationChecker, chain: PathCertificate[], candidates: Buffer[], at: Date): Promise<NonNullable<TimestampCheck['tsaRevocation']>> {
+  const der = chainDer(chain, candidates);
+  if (!der) return { status: 'unknown', detail: 'the certificates of the TSA path are ambiguous' };
+  try {
+    const r = await checker.check(der, at);
+    const revoked = r.certificates.find((e) => e.status === 'revoked');
+    if (revoked) return { status: 'revoked', detail: `${revoked.subject} (serial ${revoked.serial})${revoked.revokedAt ? ` at ${revoked.revokedAt}` : ''}${revoked.reason ? ` (${revoked.reason})` : ''}, before genTime ${at.toISOString()}` };
+    const unknown = r.certificates.find((e) => e.status !== 'good');
+    if (unknown) return { status: 'unknown', detail: `${unknown.subject} (serial ${unknown.serial}): status unknown${unknown.detail ? ` (${unknown.detail})` : ''}` };
+    return { status: 'good' };
+  } catch (e) {
+    return { status: 'unknown', detail: `revocation check failed: ${message(e)}` };
+  }
+}
+
 /** Whether the certificate's extendedKeyUsage names id-kp-timeStamping (RFC 3161 §2.3). */
 function hasTimeStampingEku(certDer: Buffer): boolean {
   const ext = readCertificate(certDer).extensions.find((e) => e.oid === EXT.extKeyUsage);
@@ -97,6 +121,8 @@ function hasTimeStampingEku(certDer: Buffer): boolean {
 export interface TimestampTrust {
   anchors: Buffer[];
   intermediates: Buffer[];
+  /** When given, the TSA certificate path's revocation status at genTime is checked too. */
+  revocation?: RevocationChecker;
 }
 
 /**
@@ -139,8 +165,14 @@ export async function checkSignatureTimestamp(token: Buffer, signatureValue: Buf
       const failed = path.checks.filter((c) => !c.ok).map((c) => c.reason ?? c.name);
       return { ok: false, ...withTsa, chain: path.chain, reason: `TSA certificate path (${path.code}): ${failed.join('; ')}` };
     }
-    if (!imprintOk) return { ok: false, ...withTsa, chain: path.chain, reason: imprintReason };
-    return { ok: true, ...withTsa, chain: path.chain };
+    let tsaRevocation: TimestampCheck['tsaRevocation'];
+    if (trust.revocation) {
+      tsaRevocation = await revocationOf(trust.revocation, path.chain, [cms.certificate, ...sd.certificates, ...trust.intermediates, ...trust.anchors], tst.genTime);
+      if (tsaRevocation.status === 'revoked') return { ok: false, ...withTsa, chain: path.chain, tsaRevocation, reason: `TSA certificate revoked: ${tsaRevocation.detail}` };
+    }
+    const rev = tsaRevocation ? { tsaRevocation } : {};
+    if (!imprintOk) return { ok: false, ...withTsa, chain: path.chain, ...rev, reason: imprintReason };
+    return { ok: true, ...withTsa, chain: path.chain, ...rev };
   } catch (e) {
     return { ok: false, imprintOk: null, reason: `malformed time-stamp token: ${message(e)}` };
   }

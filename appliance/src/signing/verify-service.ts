@@ -29,7 +29,7 @@ import { hashLength } from '../crypto/hash.js';
 import type { HashAlgorithm, KeyAlgorithm, SignOptions } from '../crypto/interfaces.js';
 import { defaultHash, keyAlgorithmOfSpki, verifySignature } from '../crypto/verify.js';
 import { YiqianError } from '../errors.js';
-import { validatePath, type PathResult } from '../pki/path-validation.js';
+import { certificateId, validatePath, type PathResult } from '../pki/path-validation.js';
 import type { CertificateRepository } from '../pki/types.js';
 import { verifyCms as verifyCmsSignature, type CmsCheckName } from './cms-verify.js';
 import { ReportCodes, VerifyRequestCodes, gbtCodeOf, type ReportCode } from './report-codes.js';
@@ -159,10 +159,6 @@ interface CachedPath {
   to: number;
 }
 
-function certId(info: CertificateInfo): string {
-  return `${info.serial}|${safeName(info.subjectDer)}`;
-}
-
 function safeName(der: Buffer): string {
   try {
     return nameToString(der);
@@ -186,7 +182,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
       for (const der of list) {
         h.update(der);
         try {
-          byId.set(certId(readCertificate(der)), der);
+          byId.set(certificateId(readCertificate(der)), der);
         } catch {
           // An unreadable trust certificate never builds a path; path validation skips it too.
         }
@@ -222,7 +218,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     const embeddedById = new Map<string, Buffer[]>();
     for (const c of embedded) {
       try {
-        const id = certId(readCertificate(c));
+        const id = certificateId(readCertificate(c));
         const list = embeddedById.get(id) ?? [];
         if (!list.some((x) => x.equals(c))) list.push(c);
         embeddedById.set(id, list);
@@ -232,7 +228,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     }
     const der = result.chain.map((c, i) => {
       if (i === 0) return leaf;
-      const id = `${c.serial}|${c.subject}`;
+      const id = certificateId(c);
       const own = embeddedById.get(id);
       return t.byId.get(id) ?? (own?.length === 1 ? own[0] : undefined);
     });
@@ -380,7 +376,8 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
       if (tsAttr.values.length !== 1) ts = { ok: false, imprintOk: null, reason: `${tsAttr.values.length} time-stamp tokens in one attribute (one is supported)` };
       else {
         const t = await currentTrust();
-        ts = await checkSignatureTimestamp(Buffer.from(tsAttr.values[0].raw), si.signature, t.material);
+        // Level 2 checks the TSA's certificates for revocation as it does the signer's.
+        ts = await checkSignatureTimestamp(Buffer.from(tsAttr.values[0].raw), si.signature, level >= 2 ? { ...t.material, revocation: deps.revocation } : t.material);
       }
       checks.add('timestampImprint', ts.imprintOk, ReportCodes.TIMESTAMP_INVALID, ts.imprintOk === null ? ts.reason : ts.imprintReason);
       checks.add('timestamp', ts.ok, ReportCodes.TIMESTAMP_INVALID, ts.reason);
