@@ -152,7 +152,7 @@ function checkSignature(child: Cert, issuer: Cert): Promise<string | undefined> 
 }
 
 /** RFC 4514 string of a Name, or # and its hex when it cannot be read. */
-function name(der: Buffer): string {
+export function safeNameString(der: Buffer): string {
   try {
     return nameToString(der);
   } catch {
@@ -162,7 +162,7 @@ function name(der: Buffer): string {
 
 /** `${serial}|${subject}` of a certificate: how a PathCertificate of a validated chain is matched back to its DER. */
 export function certificateId(c: Pick<CertificateInfo, 'serial' | 'subjectDer'> | PathCertificate): string {
-  return 'subjectDer' in c ? `${c.serial}|${name(c.subjectDer)}` : `${c.serial}|${c.subject}`;
+  return 'subjectDer' in c ? `${c.serial}|${safeNameString(c.subjectDer)}` : `${c.serial}|${c.subject}`;
 }
 
 /** The DER of each certificate of a validated chain, from the certificates it was built from; undefined when one is missing or ambiguous. */
@@ -189,9 +189,9 @@ export function chainDer(chain: readonly PathCertificate[], candidates: readonly
 
 function describe(c: Cert): PathCertificate {
   return {
-    subject: name(c.info.subjectDer),
+    subject: safeNameString(c.info.subjectDer),
     serial: c.info.serial,
-    issuer: name(c.info.issuerDer),
+    issuer: safeNameString(c.info.issuerDer),
     notBefore: c.info.notBefore.toISOString(),
     notAfter: c.info.notAfter.toISOString(),
   };

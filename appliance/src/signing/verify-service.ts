@@ -24,12 +24,12 @@
 import { createHash } from 'node:crypto';
 import { readCertificate, type CertificateInfo } from '../asn1/certificate.js';
 import { parseSignedData, type ParsedSignedData } from '../asn1/cms-signed-data.js';
-import { nameToString, nameValue } from '../asn1/name.js';
+import { nameValue } from '../asn1/name.js';
 import { hashLength } from '../crypto/hash.js';
 import type { HashAlgorithm, KeyAlgorithm, SignOptions } from '../crypto/interfaces.js';
 import { defaultHash, keyAlgorithmOfSpki, verifySignature } from '../crypto/verify.js';
 import { YiqianError } from '../errors.js';
-import { certificateId, validatePath, type PathResult } from '../pki/path-validation.js';
+import { certificateId, safeNameString, validatePath, type PathResult } from '../pki/path-validation.js';
 import type { CertificateRepository } from '../pki/types.js';
 import { verifyCms as verifyCmsSignature, type CmsCheckName } from './cms-verify.js';
 import { ReportCodes, VerifyRequestCodes, gbtCodeOf, type ReportCode } from './report-codes.js';
@@ -159,13 +159,6 @@ interface CachedPath {
   to: number;
 }
 
-function safeName(der: Buffer): string {
-  try {
-    return nameToString(der);
-  } catch {
-    return `#${der.toString('hex')}`;
-  }
-}
 
 export function createVerificationService(deps: VerificationDeps): VerificationService & { clearCaches(): void } {
   const clock = deps.clock ?? (() => new Date());
@@ -242,9 +235,9 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
 
   async function identity(info: CertificateInfo, der: Buffer): Promise<SignerIdentity> {
     const id: SignerIdentity = {
-      subject: safeName(info.subjectDer),
+      subject: safeNameString(info.subjectDer),
       serial: info.serial,
-      issuer: safeName(info.issuerDer),
+      issuer: safeNameString(info.issuerDer),
       notBefore: info.notBefore.toISOString(),
       notAfter: info.notAfter.toISOString(),
     };
