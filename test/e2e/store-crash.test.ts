@@ -26,7 +26,8 @@ import { join, resolve } from 'node:path';
 import { openStore } from '../../appliance/src/store/open-store.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const CHILD = join(import.meta.dirname, 'fixtures', 'app-burst.ts');
+const APPS = join(import.meta.dirname, 'fixtures', 'app-burst.ts');
+const TOKENS = join(import.meta.dirname, 'fixtures', 'token-burst.ts');
 const ROUNDS = 3;
 const FSYNC_DELAY_US = 20_000;
 
@@ -39,9 +40,9 @@ interface Burst {
   killedPid: number | undefined;
 }
 
-/** Runs the child until it has acknowledged `killAfter` apps, then SIGKILLs it. */
-function burst(dataDir: string, killAfter: number): Promise<Burst> {
-  const node = [process.execPath, '--import', '@tapjs/typescript/import', CHILD, dataDir, '48'];
+/** Runs the child until it has acknowledged `killAfter` records, then SIGKILLs it. */
+function burst(child: string, dataDir: string, killAfter: number): Promise<Burst> {
+  const node = [process.execPath, '--import', '@tapjs/typescript/import', child, dataDir, '48'];
   const [cmd, ...args] = SLOW_DISK
     ? ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=fsync,fdatasync', '-e', `inject=fsync,fdatasync:delay_enter=${FSYNC_DELAY_US}`, ...node]
     : node;
@@ -63,7 +64,7 @@ function burst(dataDir: string, killAfter: number): Promise<Burst> {
     };
     const timer = setTimeout(() => {
       kill();
-      reject(new Error(`child acknowledged only ${acked.size} apps in 90 s\n${stderr}`));
+      reject(new Error(`child acknowledged only ${acked.size} records in 90 s\n${stderr}`));
     }, 90_000);
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk: string) => {
@@ -96,7 +97,7 @@ t.test('acknowledged apps survive SIGKILL mid-burst, reopened as after a power l
 
   for (let round = 1; round <= ROUNDS; round++) {
     const killAfter = 300 + Math.floor(Math.random() * 200);
-    const { acked, stderr, killedPid } = await burst(dataDir, killAfter);
+    const { acked, stderr, killedPid } = await burst(APPS, dataDir, killAfter);
     t.ok(killedPid !== undefined && acked.size >= killAfter, `round ${round}: killed after ${acked.size} acknowledged apps ${stderr ? `(stderr: ${stderr.slice(0, 500)})` : ''}`);
     for (const [id, name] of acked) everAcked.set(id, name);
 
@@ -121,6 +122,34 @@ t.test('acknowledged apps survive SIGKILL mid-burst, reopened as after a power l
       t.same(apps.filter((a) => !audited.has(a.id)).map((a) => a.id), [], `round ${round}: every stored app has its audit record`);
       t.equal(audited.size, apps.length, `round ${round}: and no audit record names an app that is not stored`);
       t.comment(`round ${round}: acknowledged ${acked.size}, stored in total ${apps.length}, acknowledged in total ${everAcked.size}`);
+    } finally {
+      await store.close();
+    }
+  }
+});
+
+// The TSA's token records are group-committed (one transaction and fsync for every insert that
+// arrived while the previous group was flushing): each serial acknowledged must survive.
+t.test('acknowledged time-stamp token records survive SIGKILL mid-burst, reopened as after a power loss', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'yq-crash-tsa-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const everAcked = new Map<string, string>();
+  for (let round = 1; round <= ROUNDS; round++) {
+    const killAfter = 500 + Math.floor(Math.random() * 500);
+    const { acked, stderr, killedPid } = await burst(TOKENS, dataDir, killAfter);
+    t.ok(killedPid !== undefined && acked.size >= killAfter, `round ${round}: killed after ${acked.size} acknowledged tokens ${stderr ? `(stderr: ${stderr.slice(0, 500)})` : ''}`);
+    for (const [serial, genTime] of acked) everAcked.set(serial, genTime);
+    const store = await openStore(dataDir, { safeRestore: true });
+    try {
+      const missing: string[] = [];
+      const wrong: string[] = [];
+      for (const [serial, genTime] of everAcked) {
+        const r = await store.tsaTokens.get(serial);
+        if (!r) missing.push(serial);
+        else if (r.genTime !== genTime) wrong.push(serial);
+      }
+      t.same(missing, [], `round ${round}: all ${everAcked.size} acknowledged token records are present (${await store.tsaTokens.count()} stored)`);
+      t.same(wrong, [], `round ${round}: and they are the records that were acknowledged`);
     } finally {
       await store.close();
     }

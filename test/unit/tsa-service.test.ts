@@ -36,7 +36,7 @@ t.test('TSA service', async (t) => {
     t.match(r.tstInfo!.genTimeText, /^\d{14}(\.\d{1,3})?Z$/, 'GeneralizedTime with milliseconds');
     t.equal(r.tstInfo!.accuracyMicros, 1500, 'accuracy from the clock gate (1 ms 500 µs)');
     t.ok(r.tstInfo!.imprint.equals(sha));
-    t.ok(r.tstInfo!.serial.length >= 16, `serial ${r.tstInfo!.serial} has ≥ 64 bits`);
+    t.ok(r.tstInfo!.serial.length >= 26, `serial ${r.tstInfo!.serial} has ≥ 64 random bits after its 48-bit time`);
     t.equal(r.signer!.signatureAlgorithm, '1.2.840.10045.4.3.2');
     t.ok(r.signer!.certificateIncluded, 'certReq honoured');
     const rec = await fx.store.tsaTokens.get(a.serial!);
@@ -147,11 +147,17 @@ t.test('TSA service', async (t) => {
     // A random source that repeats: the store's uniqueness check makes the TSA draw again.
     const fixed = randomBytes(10);
     let calls = 0;
-    const repeating = new TsaService({ certs: fx.store.certs, custody: fx.custody, tokens: fx.store.tsaTokens, gate, policies: { policies: [{ oid: POLICY }] }, random: () => (calls++ % 3 === 2 ? randomBytes(10) : fixed) });
+    // One fixed genTime: serials carry it in their first 6 octets, so the random part alone collides.
+    const at = new Date();
+    const fixedGate = { check: (): ClockGateResult => ({ ...(gateState as Extract<ClockGateResult, { ok: true }>), time: at }) };
+    const repeating = new TsaService({ certs: fx.store.certs, custody: fx.custody, tokens: fx.store.tsaTokens, gate: fixedGate, policies: { policies: [{ oid: POLICY }] }, random: () => (calls++ % 3 === 2 ? randomBytes(10) : fixed) });
     const a = await repeating.respond(good, 'ecdsa', who);
     const b = await repeating.respond(good, 'ecdsa', who);
     t.ok(a.granted && b.granted);
     t.not(a.serial, b.serial, 'second token did not reuse the first serial');
+    t.equal(calls, 3, 'the colliding draw was refused by the store and drawn again');
+    t.equal(a.serial!.slice(0, 12), at.getTime().toString(16).padStart(12, '0'), 'serial starts with genTime in milliseconds');
+    t.equal(a.serial!.length, 32, '16-octet serial (128 bits, 80 of them random)');
 
     const serials = new Set<string>();
     const t0 = performance.now();

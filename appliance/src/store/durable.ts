@@ -52,6 +52,29 @@ export class Writer {
   }
 
   /**
+   * Queues one lmdb-js write instruction (`put`, `remove`, a conditional put such as
+   * `{ noOverwrite: true }`) and resolves with its result after it is flushed to disk. Unlike
+   * durable(), no callback runs inside the transaction, so lmdb-js's write thread never hands
+   * control to the main thread and back: the cheapest durable single-record write.
+   */
+  async durableWrite<T>(write: () => Promise<T>): Promise<T> {
+    this.assertWritable();
+    let result: T;
+    try {
+      result = await write();
+    } catch (e) {
+      if (e instanceof YiqianError) throw e;
+      throw unavailable(this.state, 'write failed', e);
+    }
+    try {
+      await this.env.flushed;
+    } catch (e) {
+      throw unavailable(this.state, 'flush to disk failed', e);
+    }
+    return result;
+  }
+
+  /**
    * Runs `action` inside one write transaction and resolves once it is committed (visible
    * and crash-safe for this process, not yet fsynced: a power loss may undo it). Only for
    * records whose loss is harmless, e.g. replay nonces.
