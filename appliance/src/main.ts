@@ -836,6 +836,15 @@ async function startServing(a: Appliance, opts: ServeOptions, parts: StartedPart
         force.unref();
         await closed;
         clearTimeout(force);
+        // Connections are closed, but a time-stamp whose client hung up may still be signing or
+        // being recorded: let it end before the store closes (bounded by the same timeout).
+        await new Promise<void>((resolveSettled) => {
+          const cap = setTimeout(resolveSettled, a.config.http.timeoutMs);
+          void tsaApp.settled().then(() => {
+            clearTimeout(cap);
+            resolveSettled();
+          });
+        });
         await jobs.stopAll();
         await evidence.close();
         await revocation.crls.stop();

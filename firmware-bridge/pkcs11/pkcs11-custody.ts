@@ -189,6 +189,14 @@ interface SigningCopy {
 
 /** How often a signing copy's token object is looked up again by default (a key destroyed elsewhere stops signing within this). */
 const COPY_RECHECK_MS = 1000;
+/** Inputs per signMany job (the addon's limit is 256). */
+const SIGN_BATCH_MAX = 64;
+
+interface QueuedSign {
+  st: HsmSignStep;
+  resolve: (signature: Buffer) => void;
+  reject: (e: unknown) => void;
+}
 
 class Pkcs11KeyCustody implements Pkcs11Custody {
   readonly tokenLabel: string;
@@ -197,6 +205,8 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
   private readonly handles = new Map<string, CachedHandle>();
   /** Per key label: its signing copy, or 'token' where the module refused C_CopyObject (sign with the token object). */
   private readonly signingCopies = new Map<string, SigningCopy | 'token'>();
+  /** Signatures waiting for this iteration's signMany job, by key id / mechanism / output size. */
+  private readonly signQueues = new Map<string, QueuedSign[]>();
   private readonly signers = new Map<string, Promise<Signer>>();
   private readonly generating = new Set<string>();
   private kekReady: Promise<void> | undefined;
@@ -536,31 +546,84 @@ class Pkcs11KeyCustody implements Pkcs11Custody {
       sign: async (data: Buffer, opts?: SignOptions) => {
         if (!Buffer.isBuffer(data)) throw badRequest('data to sign must be bytes', '待签名数据必须是字节');
         const st = await step(data, opts);
-        const native = this.nativeSign;
-        const job = native && (curve || bits) ? nativeJob(st.mechanism) : undefined;
-        // Either way a failure leaves no signing operation active: a failed C_SignInit starts none,
-        // and a C_Sign that fails (other than CKR_BUFFER_TOO_SMALL) ends it (PKCS#11 v2.40 §5.12).
-        const signOnce = async (p11: Pkcs11Module, s: PooledSession, handle: Buffer): Promise<Buffer> => {
-          if (native && job) return native.sign(s.handle, job.type, job.param, handle, st.input, st.outLen);
-          p11.C_SignInit(s.handle, st.mechanism, handle);
-          return p11.C_SignAsync(s.handle, st.input, Buffer.alloc(st.outLen));
-        };
-        return this.pool.run('sign', async (p11, s) => {
-          let raw: Buffer;
-          try {
-            raw = await signOnce(p11, s, this.signingHandle(p11, s, record));
-          } catch (e) {
-            if (!isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
-            // Handles change when the token logs out or the module is re-initialised, and a
-            // signing copy ends with the session that made it: look both up again.
-            this.handles.delete(record.label);
-            if (this.signingCopies.get(record.label) !== 'token') this.signingCopies.delete(record.label);
-            raw = await signOnce(p11, s, this.signingHandle(p11, s, record));
-          }
-          return st.finish(raw);
-        });
+        const job = this.nativeSign && (curve || bits) ? nativeJob(st.mechanism) : undefined;
+        return job && job.param === null ? this.signBatched(record, job.type, st) : this.signOne(record, st, job);
       },
     };
+  }
+
+  /** One signature on a pooled session (with the pool's recovery and one retry). */
+  private signOne(record: KeyRecord, st: HsmSignStep, job: { type: number; param: PssParams | null } | undefined): Promise<Buffer> {
+    const native = this.nativeSign;
+    // Either way a failure leaves no signing operation active: a failed C_SignInit starts none,
+    // and a C_Sign that fails (other than CKR_BUFFER_TOO_SMALL) ends it (PKCS#11 v2.40 §5.12).
+    const signOnce = async (p11: Pkcs11Module, s: PooledSession, handle: Buffer): Promise<Buffer> => {
+      if (native && job) return native.sign(s.handle, job.type, job.param, handle, st.input, st.outLen);
+      p11.C_SignInit(s.handle, st.mechanism, handle);
+      return p11.C_SignAsync(s.handle, st.input, Buffer.alloc(st.outLen));
+    };
+    return this.pool.run('sign', async (p11, s) => {
+      let raw: Buffer;
+      try {
+        raw = await signOnce(p11, s, this.signingHandle(p11, s, record));
+      } catch (e) {
+        if (!isCkr(e, ck.CKR_OBJECT_HANDLE_INVALID, ck.CKR_KEY_HANDLE_INVALID)) throw e;
+        // Handles change when the token logs out or the module is re-initialised, and a
+        // signing copy ends with the session that made it: look both up again.
+        this.handles.delete(record.label);
+        if (this.signingCopies.get(record.label) !== 'token') this.signingCopies.delete(record.label);
+        raw = await signOnce(p11, s, this.signingHandle(p11, s, record));
+      }
+      return st.finish(raw);
+    });
+  }
+
+  /**
+   * Signatures by one key with a parameterless mechanism (ECDSA, RSA PKCS#1 v1.5) asked for in the
+   * same event-loop iteration go to the HSM as ONE native job (signMany: C_SignInit + C_Sign per
+   * input, in turn, on one session). Each job costs a wake-up of a pool thread and a hand-back to
+   * the event loop; at thousands of tokens a second those hand-overs were a tenth of the main
+   * thread's time (bench/tsa.ts). A lone request is signed alone, and if a batch fails for any
+   * reason its inputs are signed one by one through signOne, with its recovery and retry.
+   */
+  private signBatched(record: KeyRecord, type: number, st: HsmSignStep): Promise<Buffer> {
+    const key = `${record.id}/${type}/${st.outLen}`;
+    return new Promise<Buffer>((resolve, reject) => {
+      let queue = this.signQueues.get(key);
+      if (!queue) {
+        queue = [];
+        this.signQueues.set(key, queue);
+        setImmediate(() => this.flushSignQueue(record, type, key));
+      }
+      queue.push({ st, resolve, reject });
+    });
+  }
+
+  private flushSignQueue(record: KeyRecord, type: number, key: string): void {
+    const queue = this.signQueues.get(key) ?? [];
+    this.signQueues.delete(key);
+    const alone = (w: QueuedSign) => this.signOne(record, w.st, { type, param: null }).then(w.resolve, w.reject);
+    for (let at = 0; at < queue.length; at += SIGN_BATCH_MAX) {
+      const batch = queue.slice(at, at + SIGN_BATCH_MAX);
+      if (batch.length === 1) {
+        void alone(batch[0]);
+        continue;
+      }
+      const native = this.nativeSign!;
+      this.pool
+        .run('sign-batch', (p11, s) => native.signMany(s.handle, type, null, this.signingHandle(p11, s, record), batch.map((w) => w.st.input), batch[0].st.outLen))
+        .then(
+          (raws) =>
+            batch.forEach((w, i) => {
+              try {
+                w.resolve(w.st.finish(raws[i]));
+              } catch (e) {
+                w.reject(e);
+              }
+            }),
+          () => batch.forEach((w) => void alone(w)),
+        );
+    }
   }
 
   /**

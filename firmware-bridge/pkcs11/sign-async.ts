@@ -31,9 +31,15 @@ export interface NativeSign {
    * whose method is "C_SignInit" or "C_Sign".
    */
   sign(session: Buffer, mechanismType: number, param: PssParams | null, keyHandle: Buffer, data: Buffer, outLen: number): Promise<Buffer>;
+  /**
+   * The same for 1..256 inputs in ONE job: each signed in turn on the session. Stops at the first
+   * failure and rejects with its Pkcs11Error (whose `signed` says how many went before it).
+   */
+  signMany(session: Buffer, mechanismType: number, param: PssParams | null, keyHandle: Buffer, data: Buffer[], outLen: number): Promise<Buffer[]>;
 }
 
 interface SignAddon {
+  signMany(module: number, session: Buffer, mechanismType: number, param: PssParams | null, keyHandle: Buffer, data: Buffer[], outLen: number): Promise<Buffer[]>;
   load(modulePath: string): number;
   sign(module: number, session: Buffer, mechanismType: number, param: PssParams | null, keyHandle: Buffer, data: Buffer, outLen: number): Promise<Buffer>;
 }
@@ -61,8 +67,10 @@ function loadAddon(): SignAddon | null {
 /** Pkcs11Error (code = CK_RV) from the addon's rejection; anything else passes through. */
 function asPkcs11Error(e: unknown): unknown {
   if (e instanceof Error && typeof (e as { code?: unknown }).code === 'number') {
-    const { code, method } = e as Error & { code: number; method?: unknown };
-    return pkcs11Error(code, typeof method === 'string' ? method : 'C_Sign');
+    const { code, method, signed } = e as Error & { code: number; method?: unknown; signed?: unknown };
+    const err = pkcs11Error(code, typeof method === 'string' ? method : 'C_Sign');
+    if (typeof signed === 'number') Object.assign(err, { signed });
+    return err;
   }
   return e;
 }
@@ -84,5 +92,6 @@ export function loadNativeSign(modulePath: string): NativeSign | undefined {
   return {
     module: modulePath,
     sign: (session, mechanismType, param, keyHandle, data, outLen) => a.sign(index, session, mechanismType, param, keyHandle, data, outLen).catch((e: unknown) => Promise.reject(asPkcs11Error(e))),
+    signMany: (session, mechanismType, param, keyHandle, data, outLen) => a.signMany(index, session, mechanismType, param, keyHandle, data, outLen).catch((e: unknown) => Promise.reject(asPkcs11Error(e))),
   };
 }

@@ -18,7 +18,10 @@ const token = makeTestToken();
 let module: PKCS11 | undefined;
 /** pkcs11js C_SignInit calls made by the custody (the addon path makes none). */
 let pkcs11jsSignInits = 0;
+/** HSM operations the custody's pool ran, by op name ('sign', 'sign-batch', …). */
+const ops: Record<string, number> = {};
 const options: Pkcs11Options = {
+  observer: (e) => void (ops[e.op] = (ops[e.op] ?? 0) + 1),
   module: token.module,
   tokenLabel: token.label,
   pin: token.pin,
@@ -152,6 +155,51 @@ t.test('failures carry the CK_RV like pkcs11js errors and leave no operation act
   }
 });
 
+t.test('signMany: one job signs every input in turn; a failure says how many were signed', async (tt) => {
+  const { p, s, key, close } = session();
+  try {
+    const messages = Array.from({ length: 40 }, (_, i) => Buffer.from(`医嘱 ${i}`));
+    const digests = messages.map((m) => createHash('sha256').update(m).digest());
+    const sigs = await native.signMany(s, pkcs11js.CKM_ECDSA, null, key('p256'), digests, 64);
+    tt.equal(sigs.length, 40, 'one signature per input, in order');
+    tt.ok(sigs.every((sig, i) => verify('sha256', messages[i], { key: pub.p256, dsaEncoding: 'ieee-p1363' }, sig)), 'each verifies over its own message');
+    tt.notOk(verify('sha256', messages[1], { key: pub.p256, dsaEncoding: 'ieee-p1363' }, sigs[0]), 'and not over another');
+    const v15 = await native.signMany(s, pkcs11js.CKM_RSA_PKCS, null, key('rsa'), [Buffer.concat([SHA256_DIGEST_INFO, digest256]), Buffer.concat([SHA256_DIGEST_INFO, digest256])], 256);
+    tt.ok(v15.every((sig) => verify('sha256', message, pub.rsa, sig)), 'RSA PKCS#1 v1.5 too');
+
+    // The third input is too long for PKCS#1 v1.5: two signed, then C_Sign fails and the job stops.
+    const good = Buffer.concat([SHA256_DIGEST_INFO, digest256]);
+    const failed = await rejection(native.signMany(s, pkcs11js.CKM_RSA_PKCS, null, key('rsa'), [good, good, Buffer.alloc(300, 1), good], 256));
+    tt.equal(failed.method, 'C_Sign', 'the failing call is named');
+    tt.ok(ckrOf(failed), `with a CK_RV (${ckrOf(failed)?.name})`);
+    tt.equal((failed as Error & { signed?: number }).signed, 2, 'signed: 2 went before it');
+    const again = await native.signMany(s, pkcs11js.CKM_ECDSA, null, key('p256'), [digest256], 64);
+    tt.ok(verify('sha256', message, { key: pub.p256, dsaEncoding: 'ieee-p1363' }, again[0]), 'the session signs again (no operation left active)');
+    p.C_SignInit(s, { mechanism: pkcs11js.CKM_ECDSA }, key('p256'));
+    tt.ok(verify('sha256', message, { key: pub.p256, dsaEncoding: 'ieee-p1363' }, p.C_Sign(s, digest256, Buffer.alloc(64))), 'and so does pkcs11js on it');
+
+    tt.throws(() => void native.signMany(s, pkcs11js.CKM_ECDSA, null, key('p256'), [], 64), TypeError, 'no inputs is a TypeError');
+    tt.throws(() => void native.signMany(s, pkcs11js.CKM_ECDSA, null, key('p256'), Array.from({ length: 257 }, () => digest256), 64), TypeError, 'more than 256 is a TypeError');
+    tt.throws(() => void native.signMany(s, pkcs11js.CKM_ECDSA, null, key('p256'), [digest256, 'x' as unknown as Buffer], 64), TypeError, 'a non-Buffer input is a TypeError');
+  } finally {
+    close();
+  }
+});
+
+t.test('the custody batches the ECDSA signatures of one event-loop iteration into one job', async (tt) => {
+  const signer = await custody.signer('pkcs11:object=p256');
+  await signer.sign(message);
+  const before = { sign: ops.sign ?? 0, batch: ops['sign-batch'] ?? 0 };
+  const messages = Array.from({ length: 30 }, (_, i) => Buffer.from(`处方 ${i}`));
+  const sigs = await Promise.all(messages.map((m) => signer.sign(m)));
+  tt.ok(sigs.every((sig, i) => verify('sha256', messages[i], pub.p256, sig)), '30 signatures, each over its own message');
+  tt.equal((ops['sign-batch'] ?? 0) - before.batch, 1, 'one signMany job');
+  tt.equal((ops.sign ?? 0) - before.sign, 0, 'no single-signature job');
+  const lone = await signer.sign(message);
+  tt.ok(verify('sha256', message, pub.p256, lone), 'a lone signature');
+  tt.equal((ops.sign ?? 0) - before.sign, 1, 'goes as a single job');
+});
+
 t.test('the custody signs through the addon for ECDSA and RSA (PKCS#1 v1.5, PSS)', async (tt) => {
   const before = pkcs11jsSignInits;
   const p256 = await custody.signer('pkcs11:object=p256');
@@ -181,6 +229,28 @@ t.test('a stale cached key handle: the custody looks the key up again', async (t
   }
   const sigs = await Promise.all(Array.from({ length: 8 }, () => signer.sign(message)));
   tt.ok(sigs.every((sig) => verify('sha256', message, pub.p256, sig)), 'signs with the re-found key after CKR_OBJECT_HANDLE_INVALID');
+});
+
+t.test('a failed batch: its inputs are signed one by one, with the recovery', async (tt) => {
+  const signer = await custody.signer('pkcs11:object=p256');
+  await signer.sign(message); // the session copy of the key exists
+  // Destroy the custody's session copy (session objects are shared by the sessions of a process).
+  const { p, s, close } = session();
+  try {
+    p.C_FindObjectsInit(s, [{ type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY }, { type: pkcs11js.CKA_LABEL, value: 'p256' }, { type: pkcs11js.CKA_TOKEN, value: false }]);
+    const copies = p.C_FindObjects(s, 10);
+    p.C_FindObjectsFinal(s);
+    tt.ok(copies.length >= 1, `the signing copy found (${copies.length})`);
+    for (const c of copies) p.C_DestroyObject(s, c);
+  } finally {
+    close();
+  }
+  const before = { sign: ops.sign ?? 0, batch: ops['sign-batch'] ?? 0 };
+  const messages = Array.from({ length: 8 }, (_, i) => Buffer.from(`会诊记录 ${i}`));
+  const sigs = await Promise.all(messages.map((m) => signer.sign(m)));
+  tt.ok(sigs.every((sig, i) => verify('sha256', messages[i], pub.p256, sig)), 'all 8 verify');
+  tt.equal((ops['sign-batch'] ?? 0) - before.batch, 1, 'the batch ran (and failed on the destroyed copy)');
+  tt.equal((ops.sign ?? 0) - before.sign, 8, 'then each input was signed alone, the first making a new copy');
 });
 
 t.test('2,000 signatures, 32 in flight, all verify', async (tt) => {

@@ -277,6 +277,31 @@ t.test('TSA handler', async (t) => {
     t.equal((await after).status, 200, 'still serving');
   });
 
+  await t.test('settled(): waits for a token whose client hung up (shutdown closes the store after it)', async (t) => {
+    const held = heldService(tsa);
+    const handler = createTsaHandler({ tsa: held, defaultIdentity: 'ecdsa', allow: [], maxRequestBytes: 1024, metrics: createMetrics({ defaultMetrics: false }), log });
+    const server = createServer(handler);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    t.resolves(handler.settled(), 'nothing running: settled at once');
+    const before = await fx.store.tsaTokens.count();
+    const q = query();
+    await new Promise<void>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: '/tsa', method: 'POST', agent: false, headers: { 'Content-Type': TSQ, 'Content-Length': q.length } });
+      req.on('error', () => resolve());
+      req.end(q);
+      void until(() => held.started === 1).then(() => req.destroy());
+    });
+    await close(server); // as at shutdown: no connection left
+    let settled = false;
+    const waiting = handler.settled().then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 50));
+    t.notOk(settled, 'not settled while the token is being made');
+    held.open();
+    await waiting;
+    t.equal(await fx.store.tsaTokens.count(), before + 1, 'settled once the token was recorded');
+  });
+
   await t.test('an unexpected failure: 500 systemFailure, logged with the request id', async (t) => {
     const metrics = createMetrics({ defaultMetrics: false });
     const broken = { respond: async () => Promise.reject(new Error('store exploded')) };

@@ -37,7 +37,13 @@ export interface TsaPublicDeps {
   log?: Logger;
 }
 
-export type TsaRequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+export type TsaRequestHandler = ((req: IncomingMessage, res: ServerResponse) => void) & {
+  /**
+   * Resolves once no request's work is running. A client that hangs up does not stop its token
+   * being made and recorded, so shutdown waits for this before it closes the store.
+   */
+  settled(): Promise<void>;
+};
 
 /** The public paths (docs/openapi.json lists each as POST; test/unit/openapi.test.ts checks). */
 export const TSA_PUBLIC_PATHS = ['/tsa', '/tsa/sm2', '/tsa/ecdsa'] as const;
@@ -106,6 +112,7 @@ export function createTsaHandler(deps: TsaPublicDeps): TsaRequestHandler {
   const identityOf = new Map<string, TsaIdentity>(TSA_PUBLIC_PATHS.map((p) => [p, p === '/tsa' ? deps.defaultIdentity : (p.slice(5) as TsaIdentity)]));
   /** Requests whose work has not ended (a timed-out one keeps its slot while respond() runs). */
   let inFlight = 0;
+  let onSettled: (() => void)[] = [];
 
   async function work(req: IncomingMessage, res: ServerResponse, identity: TsaIdentity | undefined, requestId: string): Promise<Buffer> {
     if (!identity) throw err(Codes.NOT_FOUND, 404, '没有这个时间戳服务', 'no such time-stamp service (POST /tsa, /tsa/sm2, /tsa/ecdsa)');
@@ -118,7 +125,7 @@ export function createTsaHandler(deps: TsaPublicDeps): TsaRequestHandler {
     return a.der;
   }
 
-  return (req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const started = process.hrtime.bigint();
     m.httpInFlight.inc();
     const url = req.url ?? '';
@@ -182,7 +189,15 @@ export function createTsaHandler(deps: TsaPublicDeps): TsaRequestHandler {
     }, timeoutMs);
     work(req, res, identity, requestId)
       .then((der) => answer(200, der), fail)
-      .finally(() => inFlight--)
+      .finally(() => {
+        if (--inFlight === 0 && onSettled.length > 0) {
+          const waiting = onSettled;
+          onSettled = [];
+          waiting.forEach((resolve) => resolve());
+        }
+      })
       .catch((e: unknown) => log.error({ requestId, err: e }, 'time-stamp answer failed'));
   };
+  const settled = (): Promise<void> => (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => onSettled.push(resolve)));
+  return Object.assign(handler, { settled });
 }

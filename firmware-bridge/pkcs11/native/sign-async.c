@@ -15,6 +15,7 @@
  * JS API (see ../sign-async.ts):
  *   load(modulePath) → module index (the same index for the same path)
  *   sign(module, session, mechanismType, param | null, keyHandle, data, outLen) → Promise<Buffer>
+ *   signMany(… same, but data[] of 1..256 Buffers) → Promise<Buffer[]> (one job, inputs in turn)
  * session and keyHandle are pkcs11js's encoding of CK_SESSION_HANDLE / CK_OBJECT_HANDLE: a Buffer
  * of sizeof(CK_ULONG) bytes holding the value in native byte order (pkcs11js src/pkcs11.cpp
  * get_args_handle). param is null or {hashAlg, mgf, sLen} (CK_RSA_PKCS_PSS_PARAMS, PKCS#11 v2.40
@@ -26,6 +27,7 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,18 +46,39 @@ static struct {
   CK_FUNCTION_LIST_PTR f[MAX_MODULES];
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-struct job {
-  napi_async_work work;
-  napi_deferred deferred;
+/* What every signing job shares: the module, session, key and mechanism (with PSS parameters). */
+struct op {
   CK_FUNCTION_LIST_PTR f;
   CK_SESSION_HANDLE session;
   CK_OBJECT_HANDLE key;
   CK_MECHANISM mech;
   CK_RSA_PKCS_PSS_PARAMS pss;
+};
+
+struct job {
+  napi_async_work work;
+  napi_deferred deferred;
+  struct op op;
   unsigned char *data;
   CK_ULONG data_len;
   unsigned char *out;
   CK_ULONG out_len;
+  CK_RV rv;
+  const char *method;
+};
+
+/* signMany: the same key and mechanism over n inputs, one after the other on one session. */
+#define MANY_MAX 256
+struct many {
+  napi_async_work work;
+  napi_deferred deferred;
+  struct op op;
+  uint32_t n;
+  uint32_t done; /* inputs signed before a failure */
+  unsigned char *data[MANY_MAX];
+  CK_ULONG data_len[MANY_MAX];
+  unsigned char *out[MANY_MAX];
+  CK_ULONG out_len[MANY_MAX];
   CK_RV rv;
   const char *method;
 };
@@ -67,30 +90,61 @@ struct job {
  * CKR_BUFFER_TOO_SMALL or is a successful length query (NULL output). A failed C_SignInit leaves
  * no operation active. So the only exit that needs care is after CKR_BUFFER_TOO_SMALL.
  */
-static void execute(napi_env env, void *arg) {
-  (void)env;
-  struct job *j = arg;
-  j->method = "C_SignInit";
-  j->rv = j->f->C_SignInit(j->session, &j->mech, j->key);
-  if (j->rv != CKR_OK) return;
-  j->method = "C_Sign";
-  CK_ULONG len = j->out_len;
-  j->rv = j->f->C_Sign(j->session, j->data, j->data_len, j->out, &len);
-  if (j->rv == CKR_BUFFER_TOO_SMALL) {
+/* One C_SignInit + C_Sign into *out (malloc'd, *out_len bytes; grown once). Returns the CK_RV
+ * and sets *method to the call that failed. */
+static CK_RV sign_one(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE session, CK_MECHANISM *mech, CK_OBJECT_HANDLE key, unsigned char *data,
+                      CK_ULONG data_len, unsigned char **out, CK_ULONG *out_len, const char **method) {
+  *method = "C_SignInit";
+  CK_RV rv = f->C_SignInit(session, mech, key);
+  if (rv != CKR_OK) return rv;
+  *method = "C_Sign";
+  CK_ULONG len = *out_len;
+  rv = f->C_Sign(session, data, data_len, *out, &len);
+  if (rv == CKR_BUFFER_TOO_SMALL) {
     /* The operation is still active and `len` is the size needed: grow the buffer, call again. */
-    unsigned char *bigger = len > 0 ? realloc(j->out, len) : NULL;
+    unsigned char *bigger = len > 0 ? realloc(*out, len) : NULL;
     if (!bigger) {
       /* End the operation with a C_Sign that fails (NULL length pointer → CKR_ARGUMENTS_BAD
        * terminates it, §5.12); the pool also drops the session on any error we report. */
-      j->f->C_Sign(j->session, j->data, j->data_len, NULL, NULL);
-      j->rv = CKR_HOST_MEMORY;
-      return;
+      f->C_Sign(session, data, data_len, NULL, NULL);
+      return CKR_HOST_MEMORY;
     }
-    j->out = bigger;
-    j->out_len = len;
-    j->rv = j->f->C_Sign(j->session, j->data, j->data_len, j->out, &len);
+    *out = bigger;
+    *out_len = len;
+    rv = f->C_Sign(session, data, data_len, *out, &len);
   }
-  if (j->rv == CKR_OK) j->out_len = len;
+  if (rv == CKR_OK) *out_len = len;
+  return rv;
+}
+
+static void execute(napi_env env, void *arg) {
+  (void)env;
+  struct job *j = arg;
+  j->rv = sign_one(j->op.f, j->op.session, &j->op.mech, j->op.key, j->data, j->data_len, &j->out, &j->out_len, &j->method);
+}
+
+/* Stops at the first failure: the caller signs what is left (and recovers) one by one. */
+static void many_execute(napi_env env, void *arg) {
+  (void)env;
+  struct many *m = arg;
+  m->rv = CKR_OK;
+  for (m->done = 0; m->done < m->n; m->done++) {
+    uint32_t i = m->done;
+    m->rv = sign_one(m->op.f, m->op.session, &m->op.mech, m->op.key, m->data[i], m->data_len[i], &m->out[i], &m->out_len[i], &m->method);
+    if (m->rv != CKR_OK) return;
+  }
+}
+
+static void many_free(napi_env env, struct many *m) {
+  if (m->work) napi_delete_async_work(env, m->work);
+  for (uint32_t i = 0; i < m->n; i++) {
+    free(m->data[i]);
+    if (m->out[i]) {
+      memset(m->out[i], 0, m->out_len[i]);
+      free(m->out[i]);
+    }
+  }
+  free(m);
 }
 
 static void job_free(napi_env env, struct job *j) {
@@ -220,87 +274,144 @@ static napi_value Load(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* The first five arguments of sign and signMany: (module, session, mechanismType, param, keyHandle).
+ * Returns NULL, or the TypeError message. */
+static const char *get_op(napi_env env, napi_value *argv, struct op *op) {
+  int32_t mod;
+  if (napi_get_value_int32(env, argv[0], &mod) != napi_ok) return "module must be an index from load()";
+  pthread_mutex_lock(&g.lock);
+  op->f = mod >= 0 && mod < g.n ? g.f[mod] : NULL;
+  pthread_mutex_unlock(&g.lock);
+  if (!op->f) return "module must be an index from load()";
+  if (!get_handle(env, argv[1], &op->session)) return "session must be a pkcs11js session handle (Buffer of sizeof(CK_ULONG) bytes)";
+  if (!get_ulong(env, argv[2], &op->mech.mechanism)) return "mechanismType must be a CK_MECHANISM_TYPE number";
+  napi_valuetype pt;
+  napi_typeof(env, argv[3], &pt);
+  if (pt == napi_object) {
+    if (!get_ulong_prop(env, argv[3], "hashAlg", &op->pss.hashAlg) || !get_ulong_prop(env, argv[3], "mgf", &op->pss.mgf) ||
+        !get_ulong_prop(env, argv[3], "sLen", &op->pss.sLen)) {
+      return "param must be null or {hashAlg, mgf, sLen} numbers";
+    }
+    op->mech.pParameter = &op->pss;
+    op->mech.ulParameterLen = sizeof(op->pss);
+  } else if (pt != napi_null && pt != napi_undefined) {
+    return "param must be null or {hashAlg, mgf, sLen} numbers";
+  }
+  if (!get_handle(env, argv[4], &op->key)) return "keyHandle must be a pkcs11js object handle (Buffer of sizeof(CK_ULONG) bytes)";
+  return NULL;
+}
+
+/* A copy of a JS Buffer (the job owns it: the JS buffer may be moved or reused while it runs). */
+static int copy_buffer(napi_env env, napi_value v, unsigned char **out, CK_ULONG *out_len) {
+  bool is_buf = false;
+  void *data;
+  size_t len;
+  if (napi_is_buffer(env, v, &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, v, &data, &len) != napi_ok) return 0;
+  *out = malloc(len ? len : 1);
+  if (!*out) return 0;
+  memcpy(*out, data, len);
+  *out_len = (CK_ULONG)len;
+  return 1;
+}
+
+static int get_out_len(napi_env env, napi_value v, CK_ULONG *out) {
+  return get_ulong(env, v, out) && *out > 0 && *out <= 65536;
+}
+
+static napi_value queue(napi_env env, napi_async_work *work, napi_deferred *deferred, const char *name, napi_async_execute_callback exec,
+                        napi_async_complete_callback done, void *data, int *queued) {
+  napi_value promise, n;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &n);
+  *queued = napi_create_async_work(env, NULL, n, exec, done, data, work) == napi_ok && napi_queue_async_work(env, *work) == napi_ok;
+  if (!*queued) napi_reject_deferred(env, *deferred, rv_error(env, "C_SignInit", CKR_HOST_MEMORY));
+  return promise;
+}
+
 /* sign(module, session, mechanismType, param | null, keyHandle, data, outLen) → Promise<Buffer> */
 static napi_value Sign(napi_env env, napi_callback_info info) {
   size_t argc = 7;
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc != 7) return throw_type(env, "sign(module, session, mechanismType, param, keyHandle, data, outLen)");
-  int32_t mod;
-  if (napi_get_value_int32(env, argv[0], &mod) != napi_ok) return throw_type(env, "module must be an index from load()");
-  pthread_mutex_lock(&g.lock);
-  CK_FUNCTION_LIST_PTR f = mod >= 0 && mod < g.n ? g.f[mod] : NULL;
-  pthread_mutex_unlock(&g.lock);
-  if (!f) return throw_type(env, "module must be an index from load()");
-
   struct job *j = calloc(1, sizeof(*j));
   if (!j) return throw_type(env, "out of memory");
-  j->f = f;
-  CK_ULONG out_len;
-  if (!get_handle(env, argv[1], &j->session)) goto bad_session;
-  if (!get_ulong(env, argv[2], &j->mech.mechanism)) goto bad_mech;
-  napi_valuetype pt;
-  napi_typeof(env, argv[3], &pt);
-  if (pt == napi_object) {
-    if (!get_ulong_prop(env, argv[3], "hashAlg", &j->pss.hashAlg) || !get_ulong_prop(env, argv[3], "mgf", &j->pss.mgf) ||
-        !get_ulong_prop(env, argv[3], "sLen", &j->pss.sLen)) {
-      goto bad_param;
-    }
-    j->mech.pParameter = &j->pss;
-    j->mech.ulParameterLen = sizeof(j->pss);
-  } else if (pt != napi_null && pt != napi_undefined) {
-    goto bad_param;
-  }
-  if (!get_handle(env, argv[4], &j->key)) goto bad_key;
-  bool is_buf = false;
-  void *data;
-  size_t data_len;
-  if (napi_is_buffer(env, argv[5], &is_buf) != napi_ok || !is_buf || napi_get_buffer_info(env, argv[5], &data, &data_len) != napi_ok) goto bad_data;
-  if (!get_ulong(env, argv[6], &out_len) || out_len == 0 || out_len > 65536) goto bad_out;
-  /* The job owns copies: the JS buffers may be moved or reused while it runs. */
-  j->data = malloc(data_len ? data_len : 1);
-  j->out = malloc(out_len);
-  if (!j->data || !j->out) {
+  const char *bad = get_op(env, argv, &j->op);
+  if (!bad && !get_out_len(env, argv[6], &j->out_len)) bad = "outLen must be an integer 1..65536";
+  if (!bad && !copy_buffer(env, argv[5], &j->data, &j->data_len)) bad = "data must be a Buffer";
+  if (!bad && !(j->out = malloc(j->out_len))) bad = "out of memory";
+  if (bad) {
     job_free(env, j);
-    return throw_type(env, "out of memory");
+    return throw_type(env, bad);
   }
-  memcpy(j->data, data, data_len);
-  j->data_len = (CK_ULONG)data_len;
-  j->out_len = out_len;
-
-  napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "yiqian.pkcs11.sign", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, execute, complete, j, &j->work) != napi_ok || napi_queue_async_work(env, j->work) != napi_ok) {
-    napi_reject_deferred(env, j->deferred, rv_error(env, "C_SignInit", CKR_HOST_MEMORY));
-    job_free(env, j);
-  }
+  int queued;
+  napi_value promise = queue(env, &j->work, &j->deferred, "yiqian.pkcs11.sign", execute, complete, j, &queued);
+  if (!queued) job_free(env, j);
   return promise;
+}
 
-bad_session:
-  job_free(env, j);
-  return throw_type(env, "session must be a pkcs11js session handle (Buffer of sizeof(CK_ULONG) bytes)");
-bad_mech:
-  job_free(env, j);
-  return throw_type(env, "mechanismType must be a CK_MECHANISM_TYPE number");
-bad_param:
-  job_free(env, j);
-  return throw_type(env, "param must be null or {hashAlg, mgf, sLen} numbers");
-bad_key:
-  job_free(env, j);
-  return throw_type(env, "keyHandle must be a pkcs11js object handle (Buffer of sizeof(CK_ULONG) bytes)");
-bad_data:
-  job_free(env, j);
-  return throw_type(env, "data must be a Buffer");
-bad_out:
-  job_free(env, j);
-  return throw_type(env, "outLen must be an integer 1..65536");
+static void many_complete(napi_env env, napi_status status, void *arg) {
+  struct many *m = arg;
+  if (status != napi_ok) {
+    napi_reject_deferred(env, m->deferred, rv_error(env, "C_Sign", CKR_FUNCTION_CANCELED));
+  } else if (m->rv != CKR_OK) {
+    napi_value err = rv_error(env, m->method, m->rv), done;
+    napi_create_uint32(env, m->done, &done);
+    napi_set_named_property(env, err, "signed", done);
+    napi_reject_deferred(env, m->deferred, err);
+  } else {
+    napi_value arr, buf;
+    napi_create_array_with_length(env, m->n, &arr);
+    uint32_t i = 0;
+    for (; i < m->n; i++) {
+      if (napi_create_buffer_copy(env, m->out_len[i], m->out[i], NULL, &buf) != napi_ok || napi_set_element(env, arr, i, buf) != napi_ok) break;
+    }
+    if (i == m->n) napi_resolve_deferred(env, m->deferred, arr);
+    else napi_reject_deferred(env, m->deferred, rv_error(env, "C_Sign", CKR_HOST_MEMORY));
+  }
+  many_free(env, m);
+}
+
+/* signMany(module, session, mechanismType, param | null, keyHandle, data[], outLen) → Promise<Buffer[]>.
+ * One job signs every input in turn on the session (one thread hand-over for the lot). A failure
+ * rejects with `code`, `method` and `signed` (how many inputs were signed before it). */
+static napi_value SignMany(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc != 7) return throw_type(env, "signMany(module, session, mechanismType, param, keyHandle, data[], outLen)");
+  struct many *m = calloc(1, sizeof(*m));
+  if (!m) return throw_type(env, "out of memory");
+  const char *bad = get_op(env, argv, &m->op);
+  bool is_array = false;
+  uint32_t n = 0;
+  CK_ULONG out_len = 0;
+  if (!bad && !get_out_len(env, argv[6], &out_len)) bad = "outLen must be an integer 1..65536";
+  if (!bad && (napi_is_array(env, argv[5], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[5], &n) != napi_ok || n == 0 || n > MANY_MAX)) {
+    bad = "data must be an array of 1..256 Buffers";
+  }
+  for (uint32_t i = 0; !bad && i < n; i++) {
+    napi_value v;
+    m->n = i + 1; /* many_free frees what was copied so far */
+    if (napi_get_element(env, argv[5], i, &v) != napi_ok || !copy_buffer(env, v, &m->data[i], &m->data_len[i])) bad = "data must be an array of 1..256 Buffers";
+    else if (!(m->out[i] = malloc(out_len))) bad = "out of memory";
+    else m->out_len[i] = out_len;
+  }
+  if (bad) {
+    many_free(env, m);
+    return throw_type(env, bad);
+  }
+  int queued;
+  napi_value promise = queue(env, &m->work, &m->deferred, "yiqian.pkcs11.signMany", many_execute, many_complete, m, &queued);
+  if (!queued) many_free(env, m);
+  return promise;
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"load", NULL, Load, NULL, NULL, NULL, napi_default, NULL},
       {"sign", NULL, Sign, NULL, NULL, NULL, napi_default, NULL},
+      {"signMany", NULL, SignMany, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;
