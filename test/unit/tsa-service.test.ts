@@ -4,6 +4,7 @@
 // certificate never signs, the record is stored, and serials stay unique across 100 000 tokens
 // and a reopen of the store.
 import t from 'tap';
+import { pino } from 'pino';
 import { createHash, randomBytes } from 'node:crypto';
 import { buildTimeStampReq, parseTimeStampReq, parseTimeStampResp, TspRejection } from '../../appliance/src/asn1/tsp.js';
 import { TsaService } from '../../appliance/src/tsa/tsa-service.js';
@@ -141,6 +142,24 @@ t.test('TSA service', async (t) => {
     t.match(r.statusString[0], /not valid at/);
     t.equal(await fx.store.tsaTokens.count(), before, 'nothing stored');
     gateState = saved;
+  });
+
+  await t.test('signing fails: systemFailure, and the record written meanwhile is taken back', async (t) => {
+    // A custody whose signer fails: the record (written while signing) must not outlive the failure.
+    const failing = {
+      signer: async (ref: string) => {
+        const real = await fx.custody.signer(ref);
+        return { ...real, sign: async () => Promise.reject(new Error('HSM gone')) };
+      },
+    };
+    const before = await fx.store.tsaTokens.count();
+    const broken = new TsaService({ certs: fx.store.certs, custody: failing, tokens: fx.store.tsaTokens, gate, policies: { policies: [{ oid: POLICY }] }, log: pino({ level: 'silent' }) as never });
+    const r = await broken.respond(good, 'ecdsa', who);
+    t.notOk(r.granted);
+    t.equal(r.failInfo, 'systemFailure');
+    // The insert and the take-back are both durable writes issued by then; let them land.
+    await new Promise((res) => setTimeout(res, 300));
+    t.equal(await fx.store.tsaTokens.count(), before, 'no record of a token that was never signed');
   });
 
   await t.test('serials: colliding random source draws again; 100 000 unique; unique after reopen', async (t) => {

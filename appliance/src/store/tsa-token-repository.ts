@@ -53,6 +53,10 @@ export function createTsaTokenRepository(db: Database<any, any>, writer: Writer)
         if (!inFlight) commitGroup();
       });
     },
+    async discard(serial) {
+      if (!SERIAL_RE.test(serial)) throw new RangeError(`bad token serial ${serial}`);
+      await writer.durableWrite(() => tokens.remove(serial));
+    },
     async get(serial) {
       const s = serial.toLowerCase();
       if (!SERIAL_RE.test(s)) return undefined;

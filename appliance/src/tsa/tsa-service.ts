@@ -5,7 +5,8 @@
 //   policy (reqPolicy among the configured ones of this identity) → unacceptedPolicy
 //   clock gate (live: UNSYNCED or inputs older than the bound) → timeNotAvailable
 //   TSA certificate valid at genTime and still good → systemFailure (never a token)
-//   serial (genTime ms ‖ 80 random bits, unique in the store) → sign → store the record durably → reply
+//   serial (genTime ms ‖ 80 random bits, unique in the store) → sign and store the record durably
+//   (concurrently; an unsigned token's record is taken back) → reply
 //
 // The TSA's signer and certificate are resolved once per identity (hot path: no key parsing per
 // request) and looked up again every minute, so a renewed or revoked TSA certificate is seen.
@@ -221,7 +222,6 @@ export class TsaService {
           accuracyMicros: clock.accuracyMicros,
           ...(req.nonceDer ? { nonceDer: req.nonceDer } : {}),
         });
-        const token = await buildTimeStampToken(tstInfo, genTime, loaded.signing, req.certReq);
         const record: TsaTokenRecord = {
           serial: serialHex,
           identity,
@@ -236,8 +236,19 @@ export class TsaService {
           requester: { address: requester.address, ...(requester.app ? { app: requester.app } : {}) },
           clock: { source: clock.source, state: clock.state },
         };
-        // Durable before the reply leaves: a token that exists is always on record.
-        if (!(await this.deps.tokens.insert(record))) continue;
+        // The record holds nothing the signature adds, so it is written WHILE the token is signed
+        // (both take milliseconds under load; one after the other they were most of a token's
+        // latency). The reply still waits for both: a token that exists is always on record. A
+        // token that could not be signed takes its record back (its serial was never issued).
+        const recorded = this.deps.tokens.insert(record);
+        let token: Buffer;
+        try {
+          token = await buildTimeStampToken(tstInfo, genTime, loaded.signing, req.certReq);
+        } catch (e) {
+          void recorded.then((stored) => (stored ? this.deps.tokens.discard(serialHex) : undefined)).catch((d: unknown) => this.log.warn({ serial: serialHex, err: d }, 'record of an unsigned time-stamp not taken back'));
+          throw e;
+        }
+        if (!(await recorded)) continue;
         return { der: timeStampGranted(token, notice ? [notice] : []), granted: true, serial: serialHex };
       }
       throw new TspRejection('systemFailure', 'no unused serial number found');

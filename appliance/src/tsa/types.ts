@@ -32,6 +32,8 @@ export interface TsaTokenRepository {
    * already taken — the caller draws a new serial.
    */
   insert(record: TsaTokenRecord): Promise<boolean>;
+  /** Removes the record of a token that was never issued (its signing failed); durable. */
+  discard(serial: string): Promise<void>;
   get(serial: string): Promise<TsaTokenRecord | undefined>;
   has(serial: string): Promise<boolean>;
   count(): Promise<number>;
