@@ -510,7 +510,7 @@ export async function buildEvidence(a: Appliance): Promise<Evidence> {
   const repository = await openEvidenceRepository({ hot: a.store.evidenceHot, merkle: a.store.merkle, counters: a.store.evidenceCounters, coldPath: evidenceColdPath(a) });
   try {
     const files = await buildEvidenceFiles(a, repository);
-    const common = { verification: buildVerification(a), trust: buildTrust(a).store, patientIds: buildPatientIds(a) };
+    const common = { verification: buildVerification(a), trust: buildTrust(a).store, revocation: buildTrust(a).checker, patientIds: buildPatientIds(a) };
     return {
       repository,
       ingest: createEvidenceIngest({ ...common, records: repository, projects: buildEvidenceProjects(a), blobs: files.blobs }),

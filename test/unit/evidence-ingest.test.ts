@@ -10,6 +10,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTimeStampReq, parseTimeStampResp } from '../../appliance/src/asn1/tsp.js';
+import { parseSignedData } from '../../appliance/src/asn1/cms-signed-data.js';
+import { applianceCertificate } from '../../appliance/src/pki/hierarchy.js';
+import { readTstInfo } from '../../appliance/src/signing/timestamp-check.js';
 import { fromPem } from '../../appliance/src/crypto/der.js';
 import { digest } from '../../appliance/src/crypto/hash.js';
 import type { Signer } from '../../appliance/src/crypto/interfaces.js';
@@ -61,7 +64,8 @@ t.test('evidence ingestion', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'yq-evidence-ingest-'));
   const foreign = makeTestHierarchy('ecdsa');
   const trust = createTrustStore({ trust: fx.store.trustCas, cas: fx.store.cas });
-  const verification = createVerificationService({ trust, revocation: createRevocationChecker({ trust, certs: fx.store.certs, ocsp: createOcspClient() }), certs: fx.store.certs });
+  const revocation = createRevocationChecker({ trust, certs: fx.store.certs, ocsp: createOcspClient() });
+  const verification = createVerificationService({ trust, revocation, certs: fx.store.certs });
   const repo = await openEvidenceRepository({ hot: fx.store.evidenceHot, merkle: fx.store.merkle, coldPath: join(dir, 'cold'), counters: { recordsStoredInTxn: () => undefined, rejectionInTxn: () => undefined } });
   t.teardown(async () => {
     await repo.close();
@@ -72,7 +76,7 @@ t.test('evidence ingestion', async (t) => {
   const blobs = await openBlobStore(join(dir, 'blobs'));
   const patientIds = createPatientIdProtector({ meta: fx.store.meta, wrapper: fx.custody });
   const projects = projectsOf([project('emr'), project('lis'), project('frozen', true)]);
-  const ingest = createEvidenceIngest({ records: repo, projects, verification, trust, blobs, patientIds });
+  const ingest = createEvidenceIngest({ records: repo, projects, verification, trust, revocation, blobs, patientIds });
   const records = createEvidenceRecords({ records: repo, verification, trust, blobs, patientIds });
 
   const issue = async (kind: CsrKind, cn: string): Promise<{ der: Buffer; pem: string; serial: string; signer: Signer; keyFile: string }> => {
@@ -168,6 +172,27 @@ t.test('evidence ingestion', async (t) => {
     t.equal(wrong.code, 'TIMESTAMP_INVALID', 'a token over something else');
     t.equal(wrong.status, 422);
     t.equal(await size(), before, 'nothing stored');
+
+    // The TSA's certificate revoked at or before genTime: the token proves no time (level 2, as
+    // for a token inside a CMS); revoked after genTime: it stands.
+    const genTime = readTstInfo(parseSignedData(token).content!).genTime;
+    const tsaCert = (await applianceCertificate(fx.store.certs, 'sm2', 'tsa'))!;
+    const revokeTsa = (at: Date) => fx.store.certs.update(tsaCert.serial, (cur) => ({ ...cur!, status: 'revoked', revocation: { time: at.toISOString(), reason: 'keyCompromise', by: 'test' }, updatedAt: new Date().toISOString() }));
+    try {
+      await revokeTsa(new Date(genTime.getTime() - 60_000));
+      const revoked = await rejection(ingest.signature(EMR, { original: CONTENT, signature: { format: 'raw', value: sig, certificate: sm2.der, timestampToken: token } }));
+      t.equal(revoked.code, 'TIMESTAMP_INVALID', 'TSA certificate revoked before genTime: refused');
+      t.match(revoked.message, /TSA certificate revoked/);
+      t.equal(await size(), before, 'nothing stored');
+      await revokeTsa(new Date(genTime.getTime() + 60_000));
+      const later = await ingest.signature(EMR, { original: CONTENT, signature: { format: 'raw', value: sig, certificate: sm2.der, timestampToken: token } });
+      t.ok(later.verdict.valid, `TSA certificate revoked after genTime: stored (${later.verdict.code})`);
+    } finally {
+      await fx.store.certs.update(tsaCert.serial, (cur) => {
+        const { revocation: _r, ...rest } = cur!;
+        return { ...rest, status: 'good', updatedAt: new Date().toISOString() };
+      });
+    }
   });
 
   await t.test('refusals: each its code, the rejection kept, nothing else stored', async (t) => {

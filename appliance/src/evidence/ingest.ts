@@ -19,8 +19,8 @@ import { digest as hashOf } from '../crypto/hash.js';
 import { parseSignedData, type ParsedSignedData } from '../asn1/cms-signed-data.js';
 import { YiqianError } from '../errors.js';
 import { ReportCodes, gbtCodeOf } from '../signing/report-codes.js';
-import { checkSignatureTimestamp, type TimestampCheck } from '../signing/timestamp-check.js';
-import type { ReportCheck, TrustStore, VerificationReport, VerificationService } from '../signing/types.js';
+import { checkSignatureTimestamp, type TimestampCheck, type TimestampTrust } from '../signing/timestamp-check.js';
+import type { ReportCheck, RevocationChecker, TrustStore, VerificationReport, VerificationService } from '../signing/types.js';
 import { CHECK_LABELS } from '../signing/verify-service.js';
 import { newId, nowIso } from '../store/ids.js';
 import { receivedAtOf, type EvidenceRecordFields, type EvidenceRepository } from '../store/evidence-repository.js';
@@ -145,10 +145,22 @@ export interface IngestDeps {
   records: Pick<EvidenceRepository, 'append' | 'appendBatch' | 'rejection'>;
   projects: ProjectDirectory;
   verification: VerificationService;
-  /** Trust material for a time-stamp sent beside a raw signature (the verification service's trust store). */
+  /** Trust material for a time-stamp sent beside a signature (the verification service's trust store). */
   trust: Pick<TrustStore, 'material'>;
+  /**
+   * Revocation of the TSA's certificate path at genTime for such a time-stamp (level 2, as the
+   * verification service checks a token inside a CMS). Without it the TSA path is not checked
+   * for revocation.
+   */
+  revocation?: RevocationChecker;
   blobs: Pick<BlobStore, 'putBuffer'>;
   patientIds: PatientIdProtector;
+}
+
+/** Trust for a separately sent time-stamp: the anchors, and the TSA path's revocation when known. */
+async function timestampTrust(deps: Pick<IngestDeps, 'trust' | 'revocation'>): Promise<TimestampTrust> {
+  const material = await deps.trust.material();
+  return deps.revocation ? { ...material, revocation: deps.revocation } : material;
 }
 
 /** One item of a batch: its answer, or the error it would have been answered alone (a refusal's rejection is kept). */
@@ -241,7 +253,7 @@ export interface SignatureCheckInput {
  * ingestion and re-verification. Resolves with the report, or an EvidenceRefusal; throws
  * (4xx) only for a request that cannot be verified at all.
  */
-export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verification' | 'trust'>, input: SignatureCheckInput): Promise<{ report: VerificationReport; content?: Buffer; token?: Buffer } | EvidenceRefusal> {
+export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verification' | 'trust' | 'revocation'>, input: SignatureCheckInput): Promise<{ report: VerificationReport; content?: Buffer; token?: Buffer } | EvidenceRefusal> {
   const sig = input.signature;
   if (sig.format === 'raw') {
     if (!sig.certificate) throw new YiqianError(EvidenceCodes.CERTIFICATE_REQUIRED, 400, { zh: '裸签名须提供签名者证书', en: 'a raw signature needs signature.certificate' }, { field: 'signature.certificate' });
@@ -257,7 +269,7 @@ export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verificati
     }
     let ts: TimestampCheck | undefined;
     if (sig.timestampToken) {
-      ts = await checkSignatureTimestamp(sig.timestampToken, sig.value, await deps.trust.material());
+      ts = await checkSignatureTimestamp(sig.timestampToken, sig.value, await timestampTrust(deps));
       if (!ts.ok || !ts.genTime) return new EvidenceRefusal(ReportCodes.TIMESTAMP_INVALID, 422, ts.reason ?? 'the time-stamp token does not verify');
     }
     const report = await deps.verification.verifyRaw({
@@ -288,7 +300,7 @@ export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verificati
   let ts: TimestampCheck | undefined;
   if (sig.timestampToken) {
     const si = sd?.signerInfos.length === 1 ? sd.signerInfos[0] : undefined;
-    ts = si ? await checkSignatureTimestamp(sig.timestampToken, si.signature, await deps.trust.material()) : { ok: false, imprintOk: null, reason: 'the CMS has no single SignerInfo to time-stamp' };
+    ts = si ? await checkSignatureTimestamp(sig.timestampToken, si.signature, await timestampTrust(deps)) : { ok: false, imprintOk: null, reason: 'the CMS has no single SignerInfo to time-stamp' };
     if (!ts.ok || !ts.genTime) return new EvidenceRefusal(ReportCodes.TIMESTAMP_INVALID, 422, ts.reason ?? 'the time-stamp token does not verify');
   }
   const report = await deps.verification.verifyCms({

@@ -53,7 +53,7 @@ export interface EvidenceRecords {
   rejections(caller: IngestCaller, page?: { limit?: number; cursor?: string }): Promise<Page<EvidenceRejection>>;
 }
 
-export interface RecordsDeps extends Pick<IngestDeps, 'verification' | 'trust'> {
+export interface RecordsDeps extends Pick<IngestDeps, 'verification' | 'trust' | 'revocation'> {
   records: Pick<EvidenceRepository, 'get' | 'query' | 'rejections'>;
   blobs: Pick<BlobStore, 'read'>;
   patientIds: Pick<PatientIdProtector, 'indexes'>;
