@@ -162,6 +162,15 @@ t.test('TSA service', async (t) => {
     t.equal(await fx.store.tsaTokens.count(), before, 'no record of a token that was never signed');
   });
 
+  await t.test('the store fails while the token is being signed: systemFailure, the process carries on', async (t) => {
+    const failingStore = { ...fx.store.tsaTokens, insert: async () => Promise.reject(new Error('disk gone')) };
+    const svc = new TsaService({ certs: fx.store.certs, custody: fx.custody, tokens: failingStore, gate, policies: { policies: [{ oid: POLICY }] }, log: pino({ level: 'silent' }) as never });
+    const r = await svc.respond(good, 'ecdsa', who);
+    t.notOk(r.granted, 'no token without its record');
+    t.equal(r.failInfo, 'systemFailure');
+    await new Promise((res) => setTimeout(res, 50)); // an unhandled rejection would have surfaced by now
+  });
+
   await t.test('serials: colliding random source draws again; 100 000 unique; unique after reopen', async (t) => {
     // A random source that repeats: the store's uniqueness check makes the TSA draw again.
     const fixed = randomBytes(10);

@@ -241,6 +241,9 @@ export class TsaService {
         // latency). The reply still waits for both: a token that exists is always on record. A
         // token that could not be signed takes its record back (its serial was never issued).
         const recorded = this.deps.tokens.insert(record);
+        // Handled here as well as awaited below: a store failure while the signing is still
+        // running must not count as an unhandled rejection (which ends the process).
+        recorded.catch(() => undefined);
         let token: Buffer;
         try {
           token = await buildTimeStampToken(tstInfo, genTime, loaded.signing, req.certReq);
