@@ -57,7 +57,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     hsmOperations: new Counter({
       name: 'yiqian_hsm_operations_total',
-      help: 'HSM operations, by operation and outcome (ok / error).',
+      help: 'HSM operations (jobs on a token session; op sign-batch is one job of several signatures), by operation and outcome (ok / error).',
       labelNames: ['op', 'outcome'] as const,
       registers,
     }),
