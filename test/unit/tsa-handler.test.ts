@@ -91,6 +91,17 @@ function heldService(real: TsaService) {
   };
 }
 
+/** Sends a whole query and hangs up once respond() has started (the token is being made). */
+function hangUpWhileSigning(port: number, held: { started: number }): Promise<void> {
+  const q = query();
+  return new Promise<void>((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/tsa', method: 'POST', agent: false, headers: { 'Content-Type': TSQ, 'Content-Length': q.length } });
+    req.on('error', () => resolve());
+    req.end(q);
+    void until(() => held.started === 1).then(() => req.destroy());
+  });
+}
+
 t.test('TSA handler', async (t) => {
   const fx = await makePkiFixture();
   t.teardown(() => fx.close());
@@ -262,13 +273,7 @@ t.test('TSA handler', async (t) => {
     t.ok(await until(async () => (await metricValue(metrics, 'yiqian_http_in_flight')) === 0), 'mid-body abort: released');
     t.equal(await metricValue(metrics, 'yiqian_http_requests_total', { route: '/tsa', status: '499' }), 1, 'counted as client gone');
     // Mid-signing: a whole query (the declared length matches), gone while respond() runs.
-    const q = query();
-    await new Promise<void>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/tsa', method: 'POST', agent: false, headers: { 'Content-Type': TSQ, 'Content-Length': q.length } });
-      req.on('error', () => resolve());
-      req.end(q);
-      void until(() => held.started === 1).then(() => req.destroy());
-    });
+    await hangUpWhileSigning(port, held);
     held.open();
     t.ok(await until(async () => (await metricValue(metrics, 'yiqian_http_requests_total', { route: '/tsa', status: '499' })) === 2), 'mid-signing abort: counted when the work ends');
     const after = call(port, '/tsa', { body: query() });
@@ -285,13 +290,7 @@ t.test('TSA handler', async (t) => {
     const port = (server.address() as AddressInfo).port;
     t.resolves(handler.settled(), 'nothing running: settled at once');
     const before = await fx.store.tsaTokens.count();
-    const q = query();
-    await new Promise<void>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/tsa', method: 'POST', agent: false, headers: { 'Content-Type': TSQ, 'Content-Length': q.length } });
-      req.on('error', () => resolve());
-      req.end(q);
-      void until(() => held.started === 1).then(() => req.destroy());
-    });
+    await hangUpWhileSigning(port, held);
     await close(server); // as at shutdown: no connection left
     let settled = false;
     const waiting = handler.settled().then(() => (settled = true));

@@ -43,11 +43,7 @@ export class Writer {
    */
   async durable<T>(action: () => T): Promise<T> {
     const result = await this.committed(action);
-    try {
-      await this.env.flushed;
-    } catch (e) {
-      throw unavailable(this.state, 'flush to disk failed', e);
-    }
+    await this.flushed();
     return result;
   }
 
@@ -58,19 +54,8 @@ export class Writer {
    * control to the main thread and back: the cheapest durable single-record write.
    */
   async durableWrite<T>(write: () => Promise<T>): Promise<T> {
-    this.assertWritable();
-    let result: T;
-    try {
-      result = await write();
-    } catch (e) {
-      if (e instanceof YiqianError) throw e;
-      throw unavailable(this.state, 'write failed', e);
-    }
-    try {
-      await this.env.flushed;
-    } catch (e) {
-      throw unavailable(this.state, 'flush to disk failed', e);
-    }
+    const result = await this.written(write);
+    await this.flushed();
     return result;
   }
 
@@ -80,12 +65,26 @@ export class Writer {
    * records whose loss is harmless, e.g. replay nonces.
    */
   async committed<T>(action: () => T): Promise<T> {
+    return this.written(() => this.env.childTransaction(action));
+  }
+
+  /** Runs a write on a writable store; a failure that is not ours becomes STORE_UNAVAILABLE. */
+  private async written<T>(write: () => Promise<T>): Promise<T> {
     this.assertWritable();
     try {
-      return await this.env.childTransaction(action);
+      return await write();
     } catch (e) {
       if (e instanceof YiqianError) throw e;
       throw unavailable(this.state, 'write failed', e);
+    }
+  }
+
+  /** Resolves once every commit so far is fsynced (lmdb-js `flushed`). */
+  private async flushed(): Promise<void> {
+    try {
+      await this.env.flushed;
+    } catch (e) {
+      throw unavailable(this.state, 'flush to disk failed', e);
     }
   }
 
