@@ -52,9 +52,35 @@ t.test('encryption C1C3C2 (cipherMode 1): engine ⇄ sm-crypto 0.5 / sm-crypto-v
       t.same(Buffer.from(smV2.doDecrypt(oursNo04, dHex, 1, { output: 'array' }) as unknown as Uint8Array), pt, `sm-crypto-v2 decrypts ours (${len})`);
       const t05 = Buffer.from('04' + sm05.doEncrypt(Array.from(pt), pHex, 1), 'hex');
       const tV2 = Buffer.from('04' + smV2.doEncrypt(pt, pHex, 1), 'hex');
-      t.same(await sm2Decrypt(privateKey, t05, 'c1c3c2'), pt, `we decrypt sm-crypto 0.5 (${len})`);
-      t.same(await sm2Decrypt(privateKey, tV2, 'c1c3c2'), pt, `we decrypt sm-crypto-v2 (${len})`);
-      t.same(pure.decrypt(BigInt('0x' + dHex), tV2), pt, 'pure-JS decrypts sm-crypto-v2');
+      // Neither peer draws k again when KDF gives all zeros (GB/T 32918.4 §6.1 A5), so 1 in
+      // 256 of their 1-octet ciphertexts is one the standard (§7.1 B4) says to refuse.
+      for (const [name, c] of [['sm-crypto 0.5', t05], ['sm-crypto-v2', tV2]] as const) {
+        if (kdfWasAllZero(c, pt)) await t.rejects(sm2Decrypt(privateKey, c, 'c1c3c2'), { code: 'DECRYPTION_FAILED' }, `we refuse ${name}'s all-zero-KDF ciphertext (${len})`);
+        else t.same(await sm2Decrypt(privateKey, c, 'c1c3c2'), pt, `we decrypt ${name} (${len})`);
+      }
+      if (!kdfWasAllZero(tV2, pt)) t.same(pure.decrypt(BigInt('0x' + dHex), tV2), pt, 'pure-JS decrypts sm-crypto-v2');
     }
   }
+});
+
+/** C2 = M ⊕ t (raw C1‖C3‖C2): C2 equal to M means t was all zeros. */
+function kdfWasAllZero(c1c3c2: Buffer, pt: Buffer): boolean {
+  return c1c3c2.subarray(65 + 32).equals(pt);
+}
+
+t.test('a ciphertext whose KDF output is all zeros is refused (GB/T 32918.4 §7.1 B4), ours never is one', async (t) => {
+  const { privateKey, publicKey } = keys[0];
+  const pt = Buffer.from([0x5a]);
+  // sm-crypto-v2 does not redraw k: about 1 in 256 of its 1-octet ciphertexts has t = 0.
+  let bad: Buffer | undefined;
+  for (let i = 0; i < 20_000 && !bad; i++) {
+    const c = Buffer.from('04' + smV2.doEncrypt(pt, publicKey.toString('hex'), 1), 'hex');
+    if (kdfWasAllZero(c, pt)) bad = c;
+  }
+  if (!bad) return t.fail('sm-crypto-v2 gave no all-zero-KDF ciphertext in 20,000 tries');
+  await t.rejects(sm2Decrypt(privateKey, bad, 'c1c3c2'), { code: 'DECRYPTION_FAILED' }, 'engine refuses it');
+  t.throws(() => pure.decrypt(BigInt('0x' + privateKey.toString('hex')), bad), /all-zero KDF/, 'pure-JS refuses it');
+  let ours = 0;
+  for (let i = 0; i < 2_000; i++) if (kdfWasAllZero(await sm2Encrypt(publicKey, pt, 'c1c3c2'), pt)) ours++;
+  t.equal(ours, 0, 'none of 2,000 of our 1-octet ciphertexts has t = 0 (k is drawn again)');
 });
