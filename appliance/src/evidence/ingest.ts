@@ -305,6 +305,7 @@ export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verificati
   }
   const report = await deps.verification.verifyCms({
     cms: sig.value,
+    ...(sd ? { parsed: sd } : {}),
     ...(detached ? { content: input.original } : {}),
     level: 2,
     at: ts?.genTime ?? input.receivedAt,

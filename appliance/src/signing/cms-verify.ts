@@ -38,6 +38,13 @@ export interface CmsVerifyResult {
   content?: Buffer;
 }
 
+export interface CmsVerifyOptions {
+  /** The original of a detached signature. */
+  content?: Buffer;
+  /** parseSignedData(der), when the caller has it already: the structure is then not read twice. */
+  parsed?: ParsedSignedData;
+}
+
 const LABELS: Record<CmsCheckName, string> = {
   structure: '格式正确',
   signerFound: '找到签名者证书',
@@ -111,7 +118,7 @@ function message(e: unknown): string {
 }
 
 /** Verifies a DER CMS SignedData (one signer). `opts.content` is the original for a detached signature. */
-export async function verifyCms(der: Buffer, opts: { content?: Buffer } = {}): Promise<CmsVerifyResult> {
+export async function verifyCms(der: Buffer, opts: CmsVerifyOptions = {}): Promise<CmsVerifyResult> {
   const r = new Report();
   const done = (extra: Partial<CmsVerifyResult> = {}): CmsVerifyResult => ({ valid: r.checks.every((c) => c.ok), checks: r.checks, ...extra });
   try {
@@ -125,14 +132,14 @@ export async function verifyCms(der: Buffer, opts: { content?: Buffer } = {}): P
 
 async function verifyInner(
   der: Buffer,
-  opts: { content?: Buffer },
+  opts: CmsVerifyOptions,
   r: Report,
   done: (extra?: Partial<CmsVerifyResult>) => CmsVerifyResult,
 ): Promise<CmsVerifyResult> {
   let sd: ParsedSignedData;
   try {
     if (!Buffer.isBuffer(der)) throw new Error('input is not a Buffer');
-    sd = parseSignedData(der);
+    sd = opts.parsed ?? parseSignedData(der);
   } catch (e) {
     r.add('structure', false, `not a CMS SignedData: ${message(e)}`);
     return done();

@@ -1,6 +1,6 @@
 // Contracts of the signature/verification capability (issue 4). The services here are
 // implemented in signing/ and wired in main.ts; http/ sees only these interfaces.
-import type { CmsForm } from '../asn1/cms-signed-data.js';
+import type { CmsForm, ParsedSignedData } from '../asn1/cms-signed-data.js';
 import type { KeyAlgorithm, Signer } from '../crypto/interfaces.js';
 import type { PathCertificate } from '../pki/path-validation.js';
 import type { Hierarchy } from '../pki/types.js';
@@ -250,6 +250,8 @@ export interface CmsVerifyRequest {
   level?: VerifyLevel;
   /** A time the caller vouches for (used when the CMS has no valid signature time-stamp); default now. */
   at?: Date;
+  /** `cms` already parsed by the caller (in-process only; routes never set it), so it is parsed once. */
+  parsed?: ParsedSignedData;
 }
 
 export interface CertificateValidationRequest {

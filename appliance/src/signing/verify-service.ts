@@ -349,7 +349,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
     if (req.at !== undefined && !(req.at instanceof Date && !Number.isNaN(req.at.getTime()))) invalid('at 必须是时间', 'at must be a valid time', 'at');
     let sd: ParsedSignedData | undefined;
     try {
-      sd = parseSignedData(req.cms);
+      sd = req.parsed ?? parseSignedData(req.cms);
     } catch {
       sd = undefined; // verifyCmsSignature reports the structure failure with its reason
     }
@@ -357,7 +357,7 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
       throw requestError(VerifyRequestCodes.CONTENT_REQUIRED, 400, '分离式签名须提供原文', 'a detached signature needs the original content');
     }
     const now = clock();
-    const r = await verifyCmsSignature(req.cms, req.content !== undefined ? { content: req.content } : {});
+    const r = await verifyCmsSignature(req.cms, { ...(req.content !== undefined ? { content: req.content } : {}), ...(sd ? { parsed: sd } : {}) });
     const checks = new Checks();
     for (const c of r.checks) checks.add(c.name, c.ok, CMS_CODES[c.name], c.reason);
 
