@@ -20,6 +20,8 @@ interface Counted {
   records: string[];
   rejections: string[];
   fail: boolean;
+  /** Records per recordsStoredInTxn call (one call per transaction). */
+  calls?: number[];
 }
 
 async function open(dir: string, counted: Counted): Promise<{ store: Store; repo: EvidenceRepository }> {
@@ -33,6 +35,7 @@ async function open(dir: string, counted: Counted): Promise<{ store: Store; repo
     counters: {
       recordsStoredInTxn: (rs) => {
         if (counted.fail) throw new Error('counter failure');
+        counted.calls?.push(rs.length);
         for (const r of rs) counted.records.push((r as EvidenceRecord).id);
       },
       rejectionInTxn: (r) => void counted.rejections.push(r.id),
@@ -226,4 +229,47 @@ t.test('evidence repository', async (t) => {
     t.equal((await repo.get(ids[1]))!.tier, 'cold');
     t.equal((await rejection(repo.moveBatchToCold('not a time', 5))).code, 'EVIDENCE_QUERY_INVALID');
   });
+});
+
+t.test('appends of one event-loop iteration: one transaction, leaves in call order; a bad one fails alone; stored as given at append time', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'yq-evidence-group-'));
+  const counted: Counted = { records: [], rejections: [], fail: false };
+  const { store, repo } = await open(dir, counted);
+  t.teardown(async () => {
+    await repo.close();
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const ulid = monotonicFactory();
+  const first = fields(ulid());
+  await repo.append(first, leafData(first));
+  const calls: number[] = [];
+  counted.calls = calls;
+
+  const group = Array.from({ length: 6 }, (_, i) => fields(ulid(), { businessSerial: `G-${i}`, verification: { valid: true, checks: [{ name: 'x', ok: true }] } } as Partial<EvidenceRecordFields>));
+  const taken = fields(first.id);
+  const pending = [...group.slice(0, 3), taken, ...group.slice(3)].map((f) => repo.append(f, leafData(f)));
+  // Changed by the caller after append() returned, before the transaction ran: not what is stored.
+  group[0].businessSerial = 'CHANGED';
+  (group[1] as unknown as { verification: { valid: boolean } }).verification.valid = false;
+  const results = await Promise.allSettled(pending);
+
+  t.equal(results[3].status, 'rejected', 'the taken id is refused');
+  t.equal((results[3] as PromiseRejectedResult).reason.code, 'INTERNAL');
+  const ok = results.filter((r): r is PromiseFulfilledResult<EvidenceRecord> => r.status === 'fulfilled').map((r) => r.value);
+  t.same(ok.map((r) => r.leafIndex), [1, 2, 3, 4, 5, 6], 'the others stored, leaves in call order');
+  t.equal(await store.merkle.size(), 7);
+  t.same(counted.records.slice(1), group.map((f) => f.id), 'each counted once');
+  const stored = await repo.get(group[0].id);
+  t.equal(stored?.businessSerial, 'G-0', 'a later change to the caller’s object is not stored');
+  t.same((await repo.query({ project: 'emr', businessSerial: 'G-0' })).items.map((r) => r.id), [group[0].id], 'nor indexed');
+  t.same((await repo.query({ project: 'emr', businessSerial: 'CHANGED' })).items, []);
+  t.equal((await repo.get(group[1].id) as unknown as { verification: { valid: boolean } }).verification.valid, true, 'nor one in a nested member');
+  t.same(stored, { ...fields(group[0].id), businessSerial: 'G-0', verification: { valid: true, checks: [{ name: 'x', ok: true }] }, leafIndex: 1, leafHash: ok[0].leafHash, tier: 'hot' });
+
+  // Without a failure, a group is one counted call (one transaction).
+  calls.length = 0;
+  const clean = Array.from({ length: 5 }, () => fields(ulid()));
+  await Promise.all(clean.map((f) => repo.append(f, leafData(f))));
+  t.same(calls, [5], 'five appends of one iteration: one recordsStoredInTxn call');
 });

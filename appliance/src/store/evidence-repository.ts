@@ -22,7 +22,7 @@
 // it, the cold copy was durable before the removal began) and never shown twice (dedup by id).
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
+import { asBinary, open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { decodeTime, encodeTime } from 'ulid';
 import { Codes, YiqianError, fail } from '../errors.js';
 import type { EvidenceCounters, EvidenceKind, EvidenceQuery, EvidenceRecord, EvidenceRejection, Page, Tier } from '../evidence/types.js';
@@ -76,7 +76,8 @@ export type EvidenceRecordFields = Omit<EvidenceRecord, 'leafIndex' | 'leafHash'
 export interface EvidenceRepository {
   /**
    * Stores a record, its indexes, its Merkle leaf (`leafData`) and its counts in ONE durable
-   * transaction of the hot env; resolves (with leafIndex / leafHash filled in) only once durable.
+   * transaction of the hot env (shared with the other appends of the same event-loop
+   * iteration); resolves (with leafIndex / leafHash filled in) only once durable.
    */
   append(fields: EvidenceRecordFields, leafData: Buffer): Promise<EvidenceRecord>;
   /**
@@ -122,6 +123,19 @@ export interface EvidenceRepositoryDeps {
   coldPath: string;
   /** Open the cold env as after a power loss (crash tests), as OpenStoreOptions.safeRestore. */
   safeRestore?: boolean;
+}
+
+/** A record checked for append: a shallow copy of its fields and its JSON (checkedFields). */
+interface Checked {
+  fields: EvidenceRecordFields;
+  json: string;
+}
+
+interface PendingAppend {
+  checked: Checked;
+  leafData: Buffer;
+  resolve: (r: EvidenceRecord) => void;
+  reject: (e: unknown) => void;
 }
 
 /** The smallest id of a millisecond: ids of records received at or after `ms` sort at or after it. */
@@ -217,8 +231,8 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
   const rejections = deps.hot.dbs.rejections as Database<EvidenceRejection, string>;
   const rejectionsByProject = deps.hot.dbs.rejectionsByProject;
 
-  function putRecord(t: Tiered, rec: EvidenceRecord): void {
-    void t.dbs.records.put(rec.id, rec);
+  function putRecord(t: Tiered, rec: EvidenceRecord, json?: Buffer): void {
+    void t.dbs.records.put(rec.id, json ? asBinary(json) : rec);
     void t.dbs.byProject.put([rec.project, rec.id], 1);
     for (const f of INDEXED_FIELDS) {
       const v = rec[f];
@@ -317,28 +331,54 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     return t.writer.read(() => t.dbs.records.get(id) as EvidenceRecord | undefined);
   }
 
-  /** A record's fields, checked, as a JSON copy (nothing the caller keeps can change what is stored). */
-  function checkedFields(fields: EvidenceRecordFields, leafData: Buffer): EvidenceRecordFields {
+  /**
+   * A record's fields, checked and serialised at once: nothing the caller changes later alters
+   * what is stored. `fields` is a shallow copy (its top-level strings are what the indexes and
+   * counters read); `json` is the record as stored, without the three members the transaction adds.
+   */
+  function checkedFields(fields: EvidenceRecordFields, leafData: Buffer): Checked {
     if (typeof fields !== 'object' || fields === null || typeof fields.id !== 'string' || !ULID.test(fields.id)) {
       fail(Codes.BAD_REQUEST, 400, '存证记录标识无效', 'an evidence record id must be a ULID');
     }
     if (typeof fields.project !== 'string' || fields.project.length === 0) fail(Codes.BAD_REQUEST, 400, '缺少项目', 'an evidence record needs its project');
     if (!(leafData instanceof Uint8Array)) fail(Codes.BAD_REQUEST, 400, '叶子数据必须是字节串', 'leaf data must be bytes');
     if (getFrom(cold, fields.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${fields.id} is taken`);
-    return JSON.parse(JSON.stringify(fields)) as EvidenceRecordFields;
+    return { fields: { ...fields }, json: JSON.stringify(fields) };
   }
 
   /** Inside the hot env's write transaction: the records, their indexes, their leaves (in order) and their counts. */
-  function storeInTxn(bases: readonly EvidenceRecordFields[], leafData: readonly Buffer[]): EvidenceRecord[] {
-    const out = bases.map((base, i) => {
-      if (hot.dbs.records.doesExist(base.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${base.id} is taken`);
+  function storeInTxn(checked: readonly Checked[], leafData: readonly Buffer[]): EvidenceRecord[] {
+    const out = checked.map(({ fields, json }, i) => {
+      if (hot.dbs.records.doesExist(fields.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${fields.id} is taken`);
       const leaf = deps.merkle.appendInTransaction(leafData[i]);
-      const rec: EvidenceRecord = { ...base, leafIndex: leaf.index, leafHash: leaf.leafHash.toString('hex'), tier: 'hot' };
-      putRecord(hot, rec);
+      const leafHash = leaf.leafHash.toString('hex');
+      const rec: EvidenceRecord = { ...fields, leafIndex: leaf.index, leafHash, tier: 'hot' };
+      // The stored JSON is the caller's, serialised once, with the members added here appended
+      // (a later duplicate member wins in JSON.parse, as in the spread above).
+      putRecord(hot, rec, Buffer.from(`${json.slice(0, -1)},"leafIndex":${leaf.index},"leafHash":"${leafHash}","tier":"hot"}`));
       return rec;
     });
     if (out.length > 0) deps.counters.recordsStoredInTxn(out);
     return out;
+  }
+
+  /**
+   * The appends of one event-loop iteration go as ONE durable transaction: one transaction
+   * callback, counters summed per key (recordsStoredInTxn), one fsync. If that transaction fails
+   * (say one id is taken), each is retried alone, so one bad record fails only itself.
+   */
+  let pendingAppends: PendingAppend[] = [];
+  function flushAppends(): void {
+    const group = pendingAppends;
+    pendingAppends = [];
+    const alone = (p: PendingAppend): void => {
+      hot.writer.durable(() => storeInTxn([p.checked], [p.leafData])[0]).then(p.resolve, p.reject);
+    };
+    if (group.length === 1) return alone(group[0]);
+    hot.writer.durable(() => storeInTxn(group.map((p) => p.checked), group.map((p) => p.leafData))).then(
+      (recs) => group.forEach((p, i) => p.resolve(recs[i])),
+      () => group.forEach(alone),
+    );
   }
 
   function checkedRejection(r: EvidenceRejection): EvidenceRejection {
@@ -356,17 +396,20 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     coldTier: { dbs: cold.dbs, writer: cold.writer },
 
     async append(fields, leafData) {
-      const base = checkedFields(fields, leafData);
-      return hot.writer.durable(() => storeInTxn([base], [leafData])[0]);
+      const checked = checkedFields(fields, leafData);
+      return new Promise<EvidenceRecord>((resolve, reject) => {
+        if (pendingAppends.length === 0) setImmediate(flushAppends);
+        pendingAppends.push({ checked, leafData, resolve, reject });
+      });
     },
 
     async appendBatch(records, rejectionList) {
       if (!Array.isArray(records) || !Array.isArray(rejectionList)) fail(Codes.BAD_REQUEST, 400, '批量记录必须是数组', 'records and rejections must be arrays');
-      const bases = records.map((r) => checkedFields(r.fields, r.leafData));
+      const checked = records.map((r) => checkedFields(r.fields, r.leafData));
       const rejs = rejectionList.map(checkedRejection);
-      if (bases.length === 0 && rejs.length === 0) return [];
+      if (checked.length === 0 && rejs.length === 0) return [];
       return hot.writer.durable(() => {
-        const out = storeInTxn(bases, records.map((r) => r.leafData));
+        const out = storeInTxn(checked, records.map((r) => r.leafData));
         for (const r of rejs) rejectionInTxn(r);
         return out;
       });
