@@ -22,7 +22,7 @@
       "target_name": "yiqian_pkcs11_sign",
       "sources": ["firmware-bridge/pkcs11/native/sign-async.c"],
       "cflags": ["-O2", "-Wall"],
-      "include_dirs": ["node_modules/pkcs11js/includes/pkcs11"],
+      "include_dirs": ["node_modules/pkcs11js/includes/pkcs11", "appliance/native"],
       "libraries": ["-ldl"]
     }
   ]

@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool-thread.h"
+
 #define POINT_LEN 65
 #define SCALAR_LEN 32
 #define DIGEST_LEN 32
@@ -404,6 +406,7 @@ static void run_crypt(job_t *j, int encrypt) {
 static void job_execute(napi_env env, void *data) {
   (void)env;
   job_t *j = data;
+  yq_pool_thread_batch();
   ERR_clear_error();
   switch (j->op) {
     case OP_SIGN: run_sign(j); break;

@@ -35,6 +35,7 @@
 #include <node_api.h>
 
 #include "pkcs11.h"
+#include "pool-thread.h"
 
 #define MAX_MODULES 8
 
@@ -120,6 +121,7 @@ static CK_RV sign_one(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE session, CK_MECH
 static void execute(napi_env env, void *arg) {
   (void)env;
   struct job *j = arg;
+  yq_pool_thread_batch();
   j->rv = sign_one(j->op.f, j->op.session, &j->op.mech, j->op.key, j->data, j->data_len, &j->out, &j->out_len, &j->method);
 }
 
@@ -127,6 +129,7 @@ static void execute(napi_env env, void *arg) {
 static void many_execute(napi_env env, void *arg) {
   (void)env;
   struct many *m = arg;
+  yq_pool_thread_batch();
   m->rv = CKR_OK;
   for (m->done = 0; m->done < m->n; m->done++) {
     uint32_t i = m->done;
