@@ -23,7 +23,7 @@
 //      spread over 3 apps in 2 projects, 40 departments, 100,000 patients, 12 document types and
 //      90 days), part of it moved to the cold tier, then served; p99/p50 latency of GET
 //      /evidence/records with typical filters and of GET /evidence/records/:id at 1 and 8 conns →
-//      the same queries through the repository in process (1 at a time).
+//      the same queries through the repository in process (1 at a time, summaries as the API lists them).
 //   4. Bytes per record: data.mdb size / records after the fill (hot), and the cold env's after
 //      moveBatchToCold → the mean JSON size of a record.
 // Latency and size rows carry their unit in the name: the table's "ops/s" column then holds µs
@@ -481,7 +481,7 @@ export async function benchEvidence(): Promise<BenchRow[]> {
       for (const s of shapes) {
         repoLatency[s.name] = await latencies(QUERY_REQUESTS, 1, async (i) => {
           const { q, page } = s.repo(i);
-          const p = await repo.query(q, page);
+          const p = await repo.summaries(q, page);
           if (p.items.length < s.minItems) throw new Error(`repository query ${s.name}: ${p.items.length} items`);
         });
       }
@@ -555,7 +555,7 @@ export async function benchEvidence(): Promise<BenchRow[]> {
           rows.push({
             name: `GET /evidence/records ${s.name} @${fmt(filled.count)}, ${conns} conn${conns > 1 ? 's' : ''}: p99 µs (p50 ${fmt(l.p50)} µs, ${fmt(l.perSec)} req/s)`,
             opsPerSec: l.p99,
-            baseline: `repository.query in process, 1 at a time: p99 µs (p50 ${fmt(b.p50)})`,
+            baseline: `repository.summaries in process, 1 at a time: p99 µs (p50 ${fmt(b.p50)})`,
             baselineOpsPerSec: b.p99,
           });
         }

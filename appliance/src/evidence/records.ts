@@ -10,33 +10,11 @@ import { YiqianError } from '../errors.js';
 import type { EvidenceIndexQuery, EvidenceRepository } from '../store/evidence-repository.js';
 import { EvidenceCodes, EvidenceRefusal, verifySignatureEvidence, type IngestCaller, type IngestDeps, type VerdictSummary } from './ingest.js';
 import type { PatientIdProtector } from './patient-id.js';
-import type { BlobStore, EvidenceQuery, EvidenceRecord, EvidenceRejection, Page } from './types.js';
+import type { BlobStore, EvidenceQuery, EvidenceRecord, EvidenceRecordSummary, EvidenceRejection, Page } from './types.js';
 import type { VerificationReport } from '../signing/types.js';
 
 /** A record as answered: never the sealed patient id (its masked form and HMAC index stay). */
 export type EvidenceRecordView = Omit<EvidenceRecord, 'patientIdSealed'>;
-
-/**
- * One item of a list page: who, what, when and the verdict, without the CMS, certificates and the
- * full report (a few hundred bytes instead of ~7 KB); GET /evidence/records/:id has the rest.
- */
-export interface EvidenceRecordSummary {
-  id: string;
-  kind: EvidenceRecord['kind'];
-  receivedAt: string;
-  project: string;
-  appId: string;
-  system?: string;
-  departmentId?: string;
-  patientIdMasked?: string;
-  businessSerial?: string;
-  documentType?: string;
-  /** The verdict at ingestion (signature records; digests and unsigned files have none). */
-  verdict?: { valid: boolean; code: string };
-  /** The verified signer certificate's subject and serial (hex). */
-  signer?: { subject: string; serial: string };
-  tier: EvidenceRecord['tier'];
-}
 
 export interface Reverification {
   id: string;
@@ -47,14 +25,14 @@ export interface Reverification {
 
 export interface EvidenceRecords {
   detail(caller: IngestCaller, id: string): Promise<EvidenceRecordView>;
-  /** Summaries (recordSummary): the CMS and report stay with detail(). */
+  /** Summaries (evidence/record-summary.ts): the CMS and report stay with detail(). */
   query(caller: IngestCaller, q: Omit<EvidenceQuery, 'project'>, page?: { limit?: number; cursor?: string }): Promise<Page<EvidenceRecordSummary>>;
   reverify(caller: IngestCaller, id: string): Promise<Reverification>;
   rejections(caller: IngestCaller, page?: { limit?: number; cursor?: string }): Promise<Page<EvidenceRejection>>;
 }
 
 export interface RecordsDeps extends Pick<IngestDeps, 'verification' | 'trust' | 'revocation'> {
-  records: Pick<EvidenceRepository, 'get' | 'query' | 'rejections'>;
+  records: Pick<EvidenceRepository, 'get' | 'summaries' | 'rejections'>;
   blobs: Pick<BlobStore, 'read'>;
   patientIds: Pick<PatientIdProtector, 'indexes'>;
   clock?: () => Date;
@@ -63,26 +41,6 @@ export interface RecordsDeps extends Pick<IngestDeps, 'verification' | 'trust' |
 export function recordView(r: EvidenceRecord): EvidenceRecordView {
   const { patientIdSealed: _sealed, ...view } = r;
   return view;
-}
-
-export function recordSummary(r: EvidenceRecord): EvidenceRecordSummary {
-  const v = r.verification;
-  const signer = v?.signer;
-  return {
-    id: r.id,
-    kind: r.kind,
-    receivedAt: r.receivedAt,
-    project: r.project,
-    appId: r.appId,
-    ...(r.system !== undefined ? { system: r.system } : {}),
-    ...(r.departmentId !== undefined ? { departmentId: r.departmentId } : {}),
-    ...(r.patientIdMasked !== undefined ? { patientIdMasked: r.patientIdMasked } : {}),
-    ...(r.businessSerial !== undefined ? { businessSerial: r.businessSerial } : {}),
-    ...(r.documentType !== undefined ? { documentType: r.documentType } : {}),
-    ...(v ? { verdict: { valid: v.valid, code: v.code } } : {}),
-    ...(signer ? { signer: { subject: signer.subject, serial: signer.serial } } : {}),
-    tier: r.tier,
-  };
 }
 
 export function verdictOf(r: VerificationReport): VerdictSummary {
@@ -124,8 +82,7 @@ export function createEvidenceRecords(deps: RecordsDeps): EvidenceRecords {
         // One data key in use today: its blind index (evidence/patient-id.ts).
         [iq.patientIdIndex] = await deps.patientIds.indexes(patientId);
       }
-      const p = await deps.records.query(iq, page);
-      return { items: p.items.map(recordSummary), ...(p.next ? { next: p.next } : {}) };
+      return deps.records.summaries(iq, page);
     },
 
     async reverify(caller, id) {

@@ -70,6 +70,29 @@ export interface EvidenceRecord {
   tier: Tier;
 }
 
+/**
+ * One item of a list page: who, what, when and the verdict, without the CMS, certificates and the
+ * full report (a few hundred bytes instead of ~7 KB); GET /evidence/records/:id has the rest. Kept beside
+ * each record (store/evidence-repository.ts, evidence-by-project) so a page reads no record.
+ */
+export interface EvidenceRecordSummary {
+  id: string;
+  kind: EvidenceRecord['kind'];
+  receivedAt: string;
+  project: string;
+  appId: string;
+  system?: string;
+  departmentId?: string;
+  patientIdMasked?: string;
+  businessSerial?: string;
+  documentType?: string;
+  /** The verdict at ingestion (signature records; digests and unsigned files have none). */
+  verdict?: { valid: boolean; code: string };
+  /** The verified signer certificate's subject and serial (hex). */
+  signer?: { subject: string; serial: string };
+  tier: EvidenceRecord['tier'];
+}
+
 /** A refused ingestion, kept for supervision statistics (which integrator signs wrongly). */
 export interface EvidenceRejection {
   id: string;

@@ -9,7 +9,9 @@
 //
 //   evidence-records        id (ULID) → EvidenceRecord (JSON)
 //   evidence-index          [project, field, value, id] → 1   field ∈ INDEXED_FIELDS
-//   evidence-by-project     [project, id] → 1                 (ids are time-ordered: the receivedAt index)
+//   evidence-by-project     [project, id] → EvidenceRecordSummary (ids are time-ordered: the receivedAt
+//                           index; the value is what a list page shows, so pages read no record —
+//                           stores written before it hold 1 there, and those pages read the record)
 //   evidence-rejections     id → EvidenceRejection              (hot only)
 //   evidence-rejections-by-project [project, id] → 1            (hot only)
 //
@@ -25,7 +27,8 @@ import { join, resolve } from 'node:path';
 import { asBinary, open, type Database, type RootDatabase, type RootDatabaseOptionsWithPath } from 'lmdb';
 import { decodeTime, encodeTime } from 'ulid';
 import { Codes, YiqianError, fail } from '../errors.js';
-import type { EvidenceCounters, EvidenceKind, EvidenceQuery, EvidenceRecord, EvidenceRejection, Page, Tier } from '../evidence/types.js';
+import { recordSummary } from '../evidence/record-summary.js';
+import type { EvidenceCounters, EvidenceKind, EvidenceQuery, EvidenceRecord, EvidenceRecordSummary, EvidenceRejection, Page, Tier } from '../evidence/types.js';
 import { STORE_PAGE_SIZE, Writer, type StoreState } from './durable.js';
 import { environmentFileProblem } from './file-check.js';
 import type { MerkleLeaf } from './merkle-repository.js';
@@ -91,6 +94,8 @@ export interface EvidenceRepository {
   get(id: string): Promise<EvidenceRecord | undefined>;
   /** Matching records of q.project in id (= receipt) order across both tiers, each once. */
   query(q: EvidenceIndexQuery, page?: { limit?: number; cursor?: string }): Promise<Page<EvidenceRecord>>;
+  /** The same page as query() (same items, same cursor), as summaries (recordSummary) read from the by-project index. */
+  summaries(q: EvidenceIndexQuery, page?: { limit?: number; cursor?: string }): Promise<Page<EvidenceRecordSummary>>;
   /** Rejections of a project, in id order. */
   rejections(project: string, page?: { limit?: number; cursor?: string }): Promise<Page<EvidenceRejection>>;
   /**
@@ -233,7 +238,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
 
   function putRecord(t: Tiered, rec: EvidenceRecord, json?: Buffer): void {
     void t.dbs.records.put(rec.id, json ? asBinary(json) : rec);
-    void t.dbs.byProject.put([rec.project, rec.id], 1);
+    void t.dbs.byProject.put([rec.project, rec.id], recordSummary(rec));
     for (const f of INDEXED_FIELDS) {
       const v = rec[f];
       if (typeof v === 'string' && v.length > 0) void t.dbs.index.put([rec.project, f, v, rec.id], 1);
@@ -329,6 +334,66 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
 
   function getFrom(t: Tiered, id: string): EvidenceRecord | undefined {
     return t.writer.read(() => t.dbs.records.get(id) as EvidenceRecord | undefined);
+  }
+
+  /**
+   * One page of q (query and summaries): `one` reads an item of a tier by id (undefined: gone),
+   * `fromRecord` makes one from a record the several-filter path has read anyway.
+   */
+  function pageOf<T extends { id: string; project: string }>(q: EvidenceIndexQuery, page: { limit?: number; cursor?: string }, one: (t: Tiered, id: string) => T | undefined, fromRecord: (r: EvidenceRecord) => T): Page<T> {
+    if (typeof q?.project !== 'string' || q.project.length === 0) fail(EvidenceStoreCodes.EVIDENCE_QUERY_INVALID, 400, '缺少项目', 'a query needs its project', { field: 'project' });
+    const kinds: EvidenceKind[] = ['signature', 'digest', 'file'];
+    if (q.kind !== undefined && !kinds.includes(q.kind)) fail(EvidenceStoreCodes.EVIDENCE_QUERY_INVALID, 400, 'kind 必须是 signature、digest 或 file', 'kind must be signature, digest or file', { field: 'kind' });
+    for (const f of ['appId', 'departmentId', 'patientIdIndex', 'businessSerial', 'documentType'] as const) {
+      const v = q[f];
+      if (v !== undefined && (typeof v !== 'string' || v.length === 0 || v.length > 128)) {
+        fail(EvidenceStoreCodes.EVIDENCE_QUERY_INVALID, 400, `${f} 必须是 1 到 128 个字符`, `${f} must be 1–128 characters`, { field: f });
+      }
+    }
+    const limit = checkLimit(page.limit);
+    const after = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
+    const fromId = q.from === undefined ? undefined : idFloor(isoMs('from', q.from));
+    const toId = q.to === undefined ? undefined : idFloor(isoMs('to', q.to));
+    if (fromId !== undefined && toId !== undefined && toId <= fromId) return { items: [] };
+    if (indexOnly(q)) {
+      // Ids from the index keys of both tiers (hot first, see the header), merged; then only the
+      // page's items are read — a record is ~6 KB of JSON, its summary ~300 bytes, its index key a few dozen.
+      const h = scanIds(hot, q, after, fromId, toId, limit + 1);
+      const c = new Set(scanIds(cold, q, after, fromId, toId, limit + 1));
+      const ids = [...new Set([...h, ...c])].sort();
+      const pageIds = ids.slice(0, limit);
+      const items: T[] = [];
+      for (const id of pageIds) {
+        // The cold copy wins (the hot one is on its way out); either may have gone meanwhile.
+        const rec = c.has(id) ? (one(cold, id) ?? one(hot, id)) : (one(hot, id) ?? one(cold, id));
+        if (rec && rec.project === q.project) items.push(rec);
+      }
+      const result: Page<T> = { items };
+      if (ids.length > limit) result.next = encodeCursor(pageIds[pageIds.length - 1]);
+      return result;
+    }
+    // Several filters: records are read to match the others. Each tier's first limit+1 matches, merged by id.
+    const h = scanTier(hot, q, after, fromId, toId, limit + 1);
+    const c = scanTier(cold, q, after, fromId, toId, limit + 1);
+    const merged = new Map<string, EvidenceRecord>();
+    for (const r of h) merged.set(r.id, r);
+    for (const r of c) merged.set(r.id, r); // the cold copy wins: the hot one is on its way out
+    const ids = [...merged.keys()].sort();
+    const items = ids.slice(0, limit).map((id) => fromRecord(merged.get(id)!));
+    const result: Page<T> = { items };
+    if (ids.length > limit) result.next = encodeCursor(items[items.length - 1].id);
+    return result;
+  }
+
+  /** A record's summary from the by-project index; a store written before summaries were kept there has 1: read the record. */
+  function summaryFrom(t: Tiered, project: string, id: string): EvidenceRecordSummary | undefined {
+    return t.writer.read(() => {
+      const v = t.dbs.byProject.get([project, id]) as EvidenceRecordSummary | 1 | undefined;
+      if (v === undefined) return undefined;
+      if (typeof v === 'object') return v;
+      const rec = t.dbs.records.get(id) as EvidenceRecord | undefined;
+      return rec && recordSummary(rec);
+    });
   }
 
   /**
@@ -430,48 +495,11 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     },
 
     async query(q, page = {}) {
-      if (typeof q?.project !== 'string' || q.project.length === 0) fail(EvidenceStoreCodes.EVIDENCE_QUERY_INVALID, 400, '缺少项目', 'a query needs its project', { field: 'project' });
-      const kinds: EvidenceKind[] = ['signature', 'digest', 'file'];
-      if (q.kind !== undefined && !kinds.includes(q.kind)) fail(EvidenceStoreCodes.EVIDENCE_QUERY_INVALID, 400, 'kind 必须是 signature、digest 或 file', 'kind must be signature, digest or file', { field: 'kind' });
-      for (const f of ['appId', 'departmentId', 'patientIdIndex', 'businessSerial', 'documentType'] as const) {
-        const v = q[f];
-        if (v !== undefined && (typeof v !== 'string' || v.length === 0 || v.length > 128)) {
-          fail(EvidenceStoreCodes.EVIDENCE_QUERY_INVALID, 400, `${f} 必须是 1 到 128 个字符`, `${f} must be 1–128 characters`, { field: f });
-        }
-      }
-      const limit = checkLimit(page.limit);
-      const after = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
-      const fromId = q.from === undefined ? undefined : idFloor(isoMs('from', q.from));
-      const toId = q.to === undefined ? undefined : idFloor(isoMs('to', q.to));
-      if (fromId !== undefined && toId !== undefined && toId <= fromId) return { items: [] };
-      if (indexOnly(q)) {
-        // Ids from the index keys of both tiers (hot first, see the header), merged; then only the
-        // page's records are read — a record is ~6 KB of JSON, its index key a few dozen bytes.
-        const h = scanIds(hot, q, after, fromId, toId, limit + 1);
-        const c = new Set(scanIds(cold, q, after, fromId, toId, limit + 1));
-        const ids = [...new Set([...h, ...c])].sort();
-        const pageIds = ids.slice(0, limit);
-        const items: EvidenceRecord[] = [];
-        for (const id of pageIds) {
-          // The cold copy wins (the hot one is on its way out); either may have gone meanwhile.
-          const rec = c.has(id) ? (getFrom(cold, id) ?? getFrom(hot, id)) : (getFrom(hot, id) ?? getFrom(cold, id));
-          if (rec && rec.project === q.project) items.push(rec);
-        }
-        const result: Page<EvidenceRecord> = { items };
-        if (ids.length > limit) result.next = encodeCursor(pageIds[pageIds.length - 1]);
-        return result;
-      }
-      // Several filters: records are read to match the others. Each tier's first limit+1 matches, merged by id.
-      const h = scanTier(hot, q, after, fromId, toId, limit + 1);
-      const c = scanTier(cold, q, after, fromId, toId, limit + 1);
-      const merged = new Map<string, EvidenceRecord>();
-      for (const r of h) merged.set(r.id, r);
-      for (const r of c) merged.set(r.id, r); // the cold copy wins: the hot one is on its way out
-      const ids = [...merged.keys()].sort();
-      const items = ids.slice(0, limit).map((id) => merged.get(id)!);
-      const result: Page<EvidenceRecord> = { items };
-      if (ids.length > limit) result.next = encodeCursor(items[items.length - 1].id);
-      return result;
+      return pageOf(q, page, getFrom, (r) => r);
+    },
+
+    async summaries(q, page = {}) {
+      return pageOf(q, page, (t, id) => summaryFrom(t, q.project, id), recordSummary);
     },
 
     async rejections(project, page = {}) {
