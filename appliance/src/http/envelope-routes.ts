@@ -19,6 +19,7 @@ import type { HeldKeys } from '../signing/types.js';
 import { jsonRoute } from './json-body.js';
 import { httpError, internalError } from './problem.js';
 import type { HttpState } from './state.js';
+import { decodeBase64 } from './base64-input.js';
 
 type Ctx = ParameterizedContext<HttpState>;
 
@@ -52,9 +53,7 @@ function appOf(ctx: Ctx): string {
 function base64(v: unknown, field: string, required = true): Buffer | undefined {
   if (v === undefined && !required) return undefined;
   if (typeof v !== 'string') bad(field, `${field} 必须是 base64 字符串`, `${field} must be a base64 string`);
-  const s = v.replace(/\s+/g, '');
-  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(s)) bad(field, `${field} 不是有效的 base64`, `${field} is not valid base64`);
-  return Buffer.from(s, 'base64');
+  return decodeBase64(v, { whitespace: true }) ?? bad(field, `${field} 不是有效的 base64`, `${field} is not valid base64`);
 }
 
 /** PEM (first block) or base64 DER. */

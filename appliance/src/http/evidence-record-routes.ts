@@ -25,6 +25,7 @@ import type { EvidenceDigestAlgorithm, EvidenceKind } from '../evidence/types.js
 import { jsonRoute } from './json-body.js';
 import { internalError, toClientError } from './problem.js';
 import type { HttpState } from './state.js';
+import { decodeBase64 } from './base64-input.js';
 
 type Ctx = ParameterizedContext<HttpState>;
 type Body = Record<string, unknown>;
@@ -49,16 +50,10 @@ function object(v: unknown, field: string): Body {
   return v as Body;
 }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-const BASE64URL = /^[A-Za-z0-9_-]*$/;
-
 /** Strict base64 (standard, or URL-safe without padding); whitespace ignored. */
 function base64(field: string, v: unknown): Buffer {
   if (typeof v !== 'string') invalid(field, `${field} 必须是 base64 字符串`, `${field} must be a base64 string`);
-  const s = v.replace(/\s+/g, '');
-  if (BASE64.test(s)) return Buffer.from(s, 'base64');
-  if (BASE64URL.test(s) && s.length % 4 !== 1) return Buffer.from(s, 'base64url');
-  return invalid(field, `${field} 不是有效的 base64`, `${field} is not valid base64`);
+  return decodeBase64(v, { whitespace: true, urlSafe: true }) ?? invalid(field, `${field} 不是有效的 base64`, `${field} is not valid base64`);
 }
 
 /** PEM (the first block of one of `labels`) or base64 DER. */

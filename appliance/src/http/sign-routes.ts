@@ -20,6 +20,7 @@ import { jsonRoute } from './json-body.js';
 import { toClientError } from './problem.js';
 import { callingApp } from './app-auth.js';
 import type { HttpState } from './state.js';
+import { decodeBase64 } from './base64-input.js';
 
 type Ctx = ParameterizedContext<HttpState>;
 
@@ -41,14 +42,13 @@ function objectBody(v: unknown, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
-const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /** Strict base64 (RFC 4648 §4, padded, no whitespace): a typo never silently signs other bytes. */
 function bytes(b: Record<string, unknown>, field: string): Buffer | undefined {
   const v = b[field];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !B64.test(v)) throw invalid(`${field} 必须是 base64 字符串`, `${field} must be a base64 string (RFC 4648, padded)`, field);
-  return Buffer.from(v, 'base64');
+  const decoded = typeof v === 'string' ? decodeBase64(v) : undefined;
+  if (decoded === undefined) throw invalid(`${field} 必须是 base64 字符串`, `${field} must be a base64 string (RFC 4648, padded)`, field);
+  return decoded;
 }
 
 function str(b: Record<string, unknown>, field: string): string | undefined {
