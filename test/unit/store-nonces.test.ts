@@ -1,5 +1,10 @@
 // NonceRepository: first use wins, replays lose (also when they race), expiry and purging.
 import t, { type Test } from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { open, type RootDatabase } from 'lmdb';
+import { LmdbNonceRepository } from '../../appliance/src/store/nonce-repository.js';
 import { openStore } from '../../appliance/src/store/open-store.js';
 import { withRawDatabase } from '../../appliance/src/store/raw-access.js';
 import { freshStore, rejection } from '../helpers/store-fixture.js';
@@ -71,4 +76,33 @@ t.test('bad input is BAD_REQUEST', async (t) => {
   t.equal((await rejection(store.nonces.remember('APP1', '', soon()))).code, 'BAD_REQUEST');
   t.equal((await rejection(store.nonces.remember('APP1', 'n'.repeat(129), soon()))).code, 'BAD_REQUEST');
   t.equal((await rejection(store.nonces.remember('APP1', 'n', Number.NaN))).code, 'BAD_REQUEST');
+});
+
+t.test('the calls of one event-loop iteration share one transaction, checked in call order; a failed one fails them all', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'yq-nonce-group-'));
+  const env = open({ path: dir, maxDbs: 4, encoding: 'json', noSync: true });
+  t.teardown(async () => {
+    await env.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let transactions = 0;
+  let failNext = false;
+  const counted = Object.create(env) as RootDatabase;
+  counted.transactionSync = <T>(action: () => T): T => {
+    transactions++;
+    if (failNext) throw new Error('disk gone');
+    return env.transactionSync(action);
+  };
+  const nonces = new LmdbNonceRepository(env.openDB({ name: 'nonces', encoding: 'json' }), env.openDB({ name: 'nonces-by-expiry', encoding: 'json' }), counted);
+  const exp = soon();
+  const group = await Promise.all(['a', 'b', 'a', 'c', 'b'].map((n) => nonces.remember('APP1', n, exp)));
+  t.same(group, [true, true, false, true, false], 'the first of each pair passes, in call order');
+  t.equal(transactions, 1, 'five calls, one transaction');
+  t.equal(await nonces.remember('APP1', 'c', exp), false, 'and it was committed');
+  t.equal(transactions, 2);
+  failNext = true;
+  const failed = await Promise.allSettled([nonces.remember('APP1', 'd', exp), nonces.remember('APP1', 'e', exp)]);
+  t.same(failed.map((r) => r.status === 'rejected' && (r.reason as { code?: string }).code), ['STORE_UNAVAILABLE', 'STORE_UNAVAILABLE']);
+  failNext = false;
+  t.equal(await nonces.remember('APP1', 'd', exp), true, 'nothing of the failed group was kept');
 });

@@ -7,7 +7,8 @@
 // environment that write queued behind whatever durable commit was in flight (an evidence batch,
 // a certificate), so at a million evidence records a GET waited ~100 ms for somebody else's
 // fsync. Here remember() takes the environment's own write lock, checks, writes and commits in
-// place (tens of µs), and is answered at once. LMDB's lock still makes the check-and-write atomic
+// place (tens of µs), and is answered in the same event-loop iteration (the calls of one
+// iteration share that transaction). LMDB's lock still makes the check-and-write atomic
 // across processes; a crash of the process loses nothing (the pages are in the OS cache), a power
 // loss may forget the last nonces — the accepted, bounded window: a nonce is only worth keeping
 // for its few minutes of validity, and the request signatures still bind the timestamp.
@@ -39,7 +40,17 @@ function unavailable(e: unknown): YiqianError {
   return new YiqianError(Codes.STORE_UNAVAILABLE, 503, { zh: '防重放记录不可用', en: `the nonce store is unavailable: ${(e as Error)?.message ?? String(e)}` }, undefined, { cause: e });
 }
 
+interface PendingNonce {
+  appId: string;
+  nonce: string;
+  expiresAtMs: number;
+  resolve: (fresh: boolean) => void;
+  reject: (e: unknown) => void;
+}
+
 export class LmdbNonceRepository implements NonceRepository {
+  private pending: PendingNonce[] = [];
+
   constructor(
     private readonly nonces: Database<number, NonceKey>,
     private readonly byExpiry: Database<number, ExpiryKey>,
@@ -68,19 +79,41 @@ export class LmdbNonceRepository implements NonceRepository {
     if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs < 0) {
       fail(Codes.BAD_REQUEST, 400, '过期时间无效', 'expiresAtMs must be a non-negative integer (ms since the epoch)');
     }
-    // The check and the write are one transaction under the environment's write lock, so a
-    // second call with the same pair sees the first one's write (also across processes).
-    return this.write(() => {
-      const key: NonceKey = [appId, nonce];
-      const held = this.nonces.get(key);
-      if (held !== undefined) {
-        if (held > this.clock()) return false;
-        this.byExpiry.removeSync([held, appId, nonce]);
-      }
-      this.nonces.putSync(key, expiresAtMs);
-      this.byExpiry.putSync([expiresAtMs, appId, nonce], 1);
-      return true;
+    return new Promise<boolean>((resolve, reject) => {
+      if (this.pending.length === 0) setImmediate(() => this.flush());
+      this.pending.push({ appId, nonce, expiresAtMs, resolve, reject });
     });
+  }
+
+  /**
+   * The calls of one event-loop iteration share one transaction (one commit instead of one per
+   * request: ≈ 25 µs of event-loop time each under load). Within it each pair is checked and
+   * written in call order, so a second call with the same pair — in this group, or in another
+   * process under the environment's write lock — sees the first one's write.
+   */
+  private flush(): void {
+    const group = this.pending;
+    this.pending = [];
+    let fresh: boolean[];
+    try {
+      fresh = this.write(() => group.map((p) => this.rememberInTxn(p.appId, p.nonce, p.expiresAtMs)));
+    } catch (e) {
+      for (const p of group) p.reject(e);
+      return;
+    }
+    group.forEach((p, i) => p.resolve(fresh[i]));
+  }
+
+  private rememberInTxn(appId: string, nonce: string, expiresAtMs: number): boolean {
+    const key: NonceKey = [appId, nonce];
+    const held = this.nonces.get(key);
+    if (held !== undefined) {
+      if (held > this.clock()) return false;
+      this.byExpiry.removeSync([held, appId, nonce]);
+    }
+    this.nonces.putSync(key, expiresAtMs);
+    this.byExpiry.putSync([expiresAtMs, appId, nonce], 1);
+    return true;
   }
 
   async purgeExpired(nowMs: number): Promise<number> {
