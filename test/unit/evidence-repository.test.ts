@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monotonicFactory } from 'ulid';
 import { leafData } from '../../appliance/src/evidence/leaf.js';
+import { MemoryTree } from '../../appliance/src/evidence/merkle.js';
 import { recordSummary } from '../../appliance/src/evidence/record-summary.js';
 import type { EvidenceRecord, EvidenceRejection } from '../../appliance/src/evidence/types.js';
 import { openEvidenceRepository, receivedAtOf, type EvidenceRecordFields, type EvidenceRepository } from '../../appliance/src/store/evidence-repository.js';
@@ -281,4 +282,16 @@ t.test('appends of one event-loop iteration: one transaction, leaves in call ord
   const clean = Array.from({ length: 5 }, () => fields(ulid()));
   await Promise.all(clean.map((f) => repo.append(f, leafData(f))));
   t.same(calls, [5], 'five appends of one iteration: one recordsStoredInTxn call');
+
+  // One new id twice in one iteration: the first is stored, the second refused, one leaf.
+  const twice = fields(ulid());
+  const [a, b] = await Promise.allSettled([repo.append(twice, leafData(twice)), repo.append({ ...twice, businessSerial: 'SECOND' }, leafData(twice))]);
+  t.equal(a.status, 'fulfilled');
+  t.equal(b.status === 'rejected' && (b.reason as { code?: string }).code, 'INTERNAL', 'the second of one id is refused');
+  t.equal((await repo.get(twice.id))?.businessSerial, undefined, 'the first is what is stored');
+  t.equal(await store.merkle.size(), 13, 'one leaf for it');
+  // The leaves a group appended are those a fresh tree over the same leaf data has.
+  const reference = new MemoryTree(store.merkle.hasher);
+  for (let i = 0; i < 13; i++) reference.appendLeafHash((await store.merkle.leafHash(i))!);
+  t.same(await store.merkle.root(), reference.root(), 'the stored tree is the tree of its leaves');
 });

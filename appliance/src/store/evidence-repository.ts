@@ -120,8 +120,8 @@ export interface EvidenceRepository {
 
 export interface EvidenceRepositoryDeps {
   hot: EvidenceHotTier;
-  /** The store's Merkle log: appendInTransaction runs inside the record's transaction. */
-  merkle: { appendInTransaction(leafData: Uint8Array): MerkleLeaf };
+  /** The store's Merkle log: appendManyInTransaction runs inside the records' transaction. */
+  merkle: { appendManyInTransaction(leaves: readonly Uint8Array[]): MerkleLeaf[] };
   /** Statistics counters (store/evidence-counters.ts), called inside the same transaction. */
   counters: Pick<EvidenceCounters, 'recordsStoredInTxn' | 'rejectionInTxn'>;
   /** Directory of the cold LMDB environment (created if missing). */
@@ -413,9 +413,14 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
 
   /** Inside the hot env's write transaction: the records, their indexes, their leaves (in order) and their counts. */
   function storeInTxn(checked: readonly Checked[], leafData: readonly Buffer[]): EvidenceRecord[] {
+    const ids = new Set<string>();
+    for (const { fields } of checked) {
+      if (ids.has(fields.id) || hot.dbs.records.doesExist(fields.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${fields.id} is taken`);
+      ids.add(fields.id);
+    }
+    const leaves = deps.merkle.appendManyInTransaction(leafData);
     const out = checked.map(({ fields, json }, i) => {
-      if (hot.dbs.records.doesExist(fields.id)) fail(Codes.INTERNAL, 500, '存证记录标识重复', `evidence record id ${fields.id} is taken`);
-      const leaf = deps.merkle.appendInTransaction(leafData[i]);
+      const leaf = leaves[i];
       const leafHash = leaf.leafHash.toString('hex');
       const rec: EvidenceRecord = { ...fields, leafIndex: leaf.index, leafHash, tier: 'hot' };
       // The stored JSON is the caller's, serialised once, with the members added here appended

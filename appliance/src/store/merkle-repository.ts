@@ -71,7 +71,7 @@ export class LmdbMerkleRepository implements MerkleRepository {
   async appendMany(leaves: readonly Buffer[]): Promise<MerkleLeaf[]> {
     if (!Array.isArray(leaves)) fail(Codes.BAD_REQUEST, 400, '叶子必须是数组', 'leaves must be an array');
     const data = leaves.map(leafBytes);
-    return this.writer.durable(() => data.map((d) => this.appendInTransaction(d)));
+    return this.writer.durable(() => this.appendManyInTransaction(data));
   }
 
   /**
@@ -81,22 +81,39 @@ export class LmdbMerkleRepository implements MerkleRepository {
    * Synchronous: it reads and writes in that transaction; a throw rolls back the whole callback.
    */
   appendInTransaction(leafData: Uint8Array): MerkleLeaf {
-    const index = this.storedSize();
-    const leafHash = this.hasher.leaf(leafData);
-    void this.db.put([0, index], leafHash.toString('hex'));
-    // The perfect subtrees this leaf completes: while the position is a right child, its
-    // parent is now complete (the binary carry of index + 1).
-    let level = 0;
-    let i = index;
-    let hash = leafHash;
-    while (i % 2 === 1) {
-      hash = this.hasher.node(this.node(level, i - 1), hash);
-      level++;
-      i = (i - 1) / 2;
-      void this.db.put([level, i], hash.toString('hex'));
-    }
-    void this.db.put(TREE_KEY, { size: index + 1 } satisfies TreeRecord);
-    return { index, leafHash };
+    return this.appendManyInTransaction([leafData])[0];
+  }
+
+  /**
+   * appendInTransaction for several leaves, in order: the tree size is read and written once, and
+   * a left sibling made by this call is taken from memory rather than read back.
+   */
+  appendManyInTransaction(leaves: readonly Uint8Array[]): MerkleLeaf[] {
+    const start = this.storedSize();
+    const made = new Map<string, Buffer>();
+    const put = (level: number, index: number, hash: Buffer): void => {
+      void this.db.put([level, index], hash.toString('hex'));
+      made.set(`${level}/${index}`, hash);
+    };
+    const out = leaves.map((data, k) => {
+      const index = start + k;
+      const leafHash = this.hasher.leaf(data);
+      put(0, index, leafHash);
+      // The perfect subtrees this leaf completes: while the position is a right child, its
+      // parent is now complete (the binary carry of index + 1).
+      let level = 0;
+      let i = index;
+      let hash = leafHash;
+      while (i % 2 === 1) {
+        hash = this.hasher.node(made.get(`${level}/${i - 1}`) ?? this.node(level, i - 1), hash);
+        level++;
+        i = (i - 1) / 2;
+        put(level, i, hash);
+      }
+      return { index, leafHash };
+    });
+    if (out.length > 0) void this.db.put(TREE_KEY, { size: start + out.length } satisfies TreeRecord);
+    return out;
   }
 
   async size(): Promise<number> {
