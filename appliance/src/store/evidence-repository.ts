@@ -31,6 +31,7 @@ import { recordSummary } from '../evidence/record-summary.js';
 import type { EvidenceCounters, EvidenceKind, EvidenceQuery, EvidenceRecord, EvidenceRecordSummary, EvidenceRejection, Page, Tier } from '../evidence/types.js';
 import { STORE_PAGE_SIZE, Writer, type StoreState } from './durable.js';
 import { environmentFileProblem } from './file-check.js';
+import { turnBatch } from './turn-batch.js';
 import type { MerkleLeaf } from './merkle-repository.js';
 
 export const EVIDENCE_DB_NAMES = ['evidence-records', 'evidence-index', 'evidence-by-project'] as const;
@@ -437,10 +438,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
    * callback, counters summed per key (recordsStoredInTxn), one fsync. If that transaction fails
    * (say one id is taken), each is retried alone, so one bad record fails only itself.
    */
-  let pendingAppends: PendingAppend[] = [];
-  function flushAppends(): void {
-    const group = pendingAppends;
-    pendingAppends = [];
+  const queueAppend = turnBatch<PendingAppend>((group) => {
     const alone = (p: PendingAppend): void => {
       hot.writer.durable(() => storeInTxn([p.checked], [p.leafData])[0]).then(p.resolve, p.reject);
     };
@@ -449,7 +447,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
       (recs) => group.forEach((p, i) => p.resolve(recs[i])),
       () => group.forEach(alone),
     );
-  }
+  });
 
   function checkedRejection(r: EvidenceRejection): EvidenceRejection {
     if (typeof r !== 'object' || r === null || typeof r.id !== 'string' || !ULID.test(r.id)) fail(Codes.BAD_REQUEST, 400, '拒收记录标识无效', 'a rejection id must be a ULID');
@@ -468,8 +466,7 @@ export async function openEvidenceRepository(deps: EvidenceRepositoryDeps): Prom
     async append(fields, leafData) {
       const checked = checkedFields(fields, leafData);
       return new Promise<EvidenceRecord>((resolve, reject) => {
-        if (pendingAppends.length === 0) setImmediate(flushAppends);
-        pendingAppends.push({ checked, leafData, resolve, reject });
+        queueAppend({ checked, leafData, resolve, reject });
       });
     },
 

@@ -14,6 +14,7 @@
 // for its few minutes of validity, and the request signatures still bind the timestamp.
 import type { Database, RootDatabase } from 'lmdb';
 import { Codes, YiqianError, fail } from '../errors.js';
+import { turnBatch } from './turn-batch.js';
 
 /** Directory of the nonce environment under the data directory. */
 export const NONCE_ENV_DIR = 'nonces';
@@ -49,7 +50,8 @@ interface PendingNonce {
 }
 
 export class LmdbNonceRepository implements NonceRepository {
-  private pending: PendingNonce[] = [];
+  /** The calls of one event-loop iteration, handed to flush() together (store/turn-batch.ts). */
+  private readonly queue = turnBatch<PendingNonce>((group) => this.flush(group));
 
   constructor(
     private readonly nonces: Database<number, NonceKey>,
@@ -80,20 +82,17 @@ export class LmdbNonceRepository implements NonceRepository {
       fail(Codes.BAD_REQUEST, 400, '过期时间无效', 'expiresAtMs must be a non-negative integer (ms since the epoch)');
     }
     return new Promise<boolean>((resolve, reject) => {
-      if (this.pending.length === 0) setImmediate(() => this.flush());
-      this.pending.push({ appId, nonce, expiresAtMs, resolve, reject });
+      this.queue({ appId, nonce, expiresAtMs, resolve, reject });
     });
   }
 
   /**
    * The calls of one event-loop iteration share one transaction (one commit instead of one per
-   * request: ≈ 25 µs of event-loop time each under load). Within it each pair is checked and
+   * request: in process, 13 → 4 µs of CPU per call with 32 callers). Within it each pair is checked and
    * written in call order, so a second call with the same pair — in this group, or in another
    * process under the environment's write lock — sees the first one's write.
    */
-  private flush(): void {
-    const group = this.pending;
-    this.pending = [];
+  private flush(group: PendingNonce[]): void {
     let fresh: boolean[];
     try {
       fresh = this.write(() => group.map((p) => this.rememberInTxn(p.appId, p.nonce, p.expiresAtMs)));
