@@ -24,7 +24,7 @@ node_modules/.yiqian-stamp: package.json package-lock.json
 
 # The native addons are built by npm ci; rebuild them when their C sources change.
 native: build/Release/yiqian_sm2.node build/Release/yiqian_hsm_tls.node build/Release/yiqian_pkcs11_sign.node
-build/Release/%.node: binding.gyp appliance/native/sm2.c appliance/native/pool-thread.h firmware-bridge/pkcs11/native/hsm-tls-engine.c firmware-bridge/pkcs11/native/sign-async.c | node_modules/.yiqian-stamp
+build/Release/%.node: binding.gyp appliance/native/sm2.c appliance/native/sm2p256-verify.c appliance/native/sm2p256-verify.h appliance/native/pool-thread.h firmware-bridge/pkcs11/native/hsm-tls-engine.c firmware-bridge/pkcs11/native/sign-async.c | node_modules/.yiqian-stamp
 	$(NODE_ENV_BUILD) npx node-gyp rebuild --loglevel=error
 
 build: deps native

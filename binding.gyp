@@ -3,9 +3,10 @@
 {
   "targets": [
     {
-      # SM2 sign/verify/encrypt/decrypt with a distinguishing ID (ARCHITECTURE.md §4).
+      # SM2 sign/verify/encrypt/decrypt with a distinguishing ID (ARCHITECTURE.md §4); verification
+      # with arithmetic for the SM2 curve (sm2p256-verify.c).
       "target_name": "yiqian_sm2",
-      "sources": ["appliance/native/sm2.c"],
+      "sources": ["appliance/native/sm2.c", "appliance/native/sm2p256-verify.c"],
       "cflags": ["-O2", "-Wall"],
       "include_dirs": ["<!(node -p \"require('node:path').dirname(process.execPath) + '/../include/node'\")"]
     },

@@ -38,12 +38,17 @@
 #include <string.h>
 
 #include "pool-thread.h"
+#include "sm2p256-verify.h"
 
 #define POINT_LEN 65
 #define SCALAR_LEN 32
 #define DIGEST_LEN 32
-/* ENTL is 16 bits holding the ID length in bits (GB/T 32918.2 §5.5). */
-#define MAX_ID_LEN 8191
+/* ENTL is 16 bits holding the ID length in bits (GB/T 32918.2 §5.5): 8191 bytes would fit, but
+ * OpenSSL signs only with IDs shorter than UINT16_MAX / 8; one limit for sign and verify. */
+#define MAX_ID_LEN 8190
+
+/* Process-wide, set by the first init and never freed (the addon is never unloaded). */
+static EVP_MD *sm3_md;
 
 static const napi_type_tag KEY_TAG = {0x9f3c2b7e5a1d4c08ULL, 0xb6e2a4d1c3f50791ULL};
 
@@ -58,13 +63,23 @@ typedef struct {
   unsigned char pub[POINT_LEN];
 } sm2_key;
 
-typedef enum { OP_SIGN, OP_SIGN_DIGEST, OP_VERIFY, OP_VERIFY_DIGEST, OP_ENCRYPT, OP_DECRYPT } op_t;
+typedef enum {
+  OP_SIGN,
+  OP_SIGN_DIGEST,
+  OP_VERIFY,
+  OP_VERIFY_DIGEST,
+  OP_VERIFY_OPENSSL,
+  OP_VERIFY_DIGEST_OPENSSL,
+  OP_ENCRYPT,
+  OP_DECRYPT
+} op_t;
 
 typedef struct {
   napi_async_work work;
   napi_deferred deferred;
   op_t op;
   EVP_PKEY *pkey;
+  unsigned char pub[POINT_LEN];
   unsigned char *in;
   size_t in_len;
   unsigned char *sig;
@@ -336,7 +351,7 @@ static void run_sign(job_t *j) {
   EVP_PKEY_CTX_free(pctx);
 }
 
-static void run_verify(job_t *j) {
+static void run_verify_openssl(job_t *j) {
   EVP_MD_CTX *mctx = NULL;
   EVP_PKEY_CTX *pctx = NULL;
   if (!digest_ctx(j, &mctx, &pctx) || EVP_DigestVerifyInit(mctx, NULL, EVP_sm3(), NULL, j->pkey) != 1) {
@@ -366,7 +381,7 @@ static void run_sign_digest(job_t *j) {
   EVP_PKEY_CTX_free(pctx);
 }
 
-static void run_verify_digest(job_t *j) {
+static void run_verify_digest_openssl(job_t *j) {
   EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new(j->pkey, NULL);
   if (pctx == NULL || EVP_PKEY_verify_init(pctx) != 1) {
     openssl_error(j->err, sizeof j->err, "SM2 verify (digest) setup failed");
@@ -376,6 +391,66 @@ static void run_verify_digest(job_t *j) {
     j->ok = 1;
   }
   EVP_PKEY_CTX_free(pctx);
+}
+
+/* (r, s) of a DER SM2 signature as 32-byte big-endian values. Like OpenSSL's SM2 provider,
+ * only the DER encoding of the values is accepted: re-encoded, it must give the same bytes. */
+static int signature_values(const unsigned char *der, size_t len, unsigned char r[32], unsigned char s[32]) {
+  const unsigned char *p = der;
+  unsigned char *again = NULL;
+  const BIGNUM *br, *bs;
+  int ok = 0, again_len;
+  ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)len);
+  if (sig == NULL) return 0;
+  again_len = i2d_ECDSA_SIG(sig, &again);
+  ECDSA_SIG_get0(sig, &br, &bs);
+  if (again_len == (int)len && memcmp(again, der, len) == 0 && !BN_is_negative(br) && !BN_is_negative(bs) &&
+      BN_bn2binpad(br, r, 32) == 32 && BN_bn2binpad(bs, s, 32) == 32) {
+    ok = 1;
+  }
+  OPENSSL_free(again);
+  ECDSA_SIG_free(sig);
+  return ok;
+}
+
+/* e = SM3(Z_A ‖ M), Z_A = SM3(ENTL_A ‖ ID_A ‖ a ‖ b ‖ x_G ‖ y_G ‖ x_A ‖ y_A) (GB/T 32918.2 §5.5, §7.1 B3–B4). */
+static int message_digest(const job_t *j, unsigned char e[32]) {
+  static const unsigned char curve[128] = {
+      /* a */ 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+      0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFC,
+      /* b */ 0x28, 0xE9, 0xFA, 0x9E, 0x9D, 0x9F, 0x5E, 0x34, 0x4D, 0x5A, 0x9E, 0x4B, 0xCF, 0x65, 0x09, 0xA7,
+      0xF3, 0x97, 0x89, 0xF5, 0x15, 0xAB, 0x8F, 0x92, 0xDD, 0xBC, 0xBD, 0x41, 0x4D, 0x94, 0x0E, 0x93,
+      /* x_G */ 0x32, 0xC4, 0xAE, 0x2C, 0x1F, 0x19, 0x81, 0x19, 0x5F, 0x99, 0x04, 0x46, 0x6A, 0x39, 0xC9, 0x94,
+      0x8F, 0xE3, 0x0B, 0xBF, 0xF2, 0x66, 0x0B, 0xE1, 0x71, 0x5A, 0x45, 0x89, 0x33, 0x4C, 0x74, 0xC7,
+      /* y_G */ 0xBC, 0x37, 0x36, 0xA2, 0xF4, 0xF6, 0x77, 0x9C, 0x59, 0xBD, 0xCE, 0xE3, 0x6B, 0x69, 0x21, 0x53,
+      0xD0, 0xA9, 0x87, 0x7C, 0xC6, 0x2A, 0x47, 0x40, 0x02, 0xDF, 0x32, 0xE5, 0x21, 0x39, 0xF0, 0xA0};
+  unsigned char entl[2] = {(unsigned char)((j->id_len * 8) >> 8), (unsigned char)(j->id_len * 8)};
+  unsigned char z[32];
+  unsigned int len = 0;
+  int ok;
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  ok = ctx != NULL && EVP_DigestInit_ex(ctx, sm3_md, NULL) == 1 && EVP_DigestUpdate(ctx, entl, 2) == 1 &&
+       EVP_DigestUpdate(ctx, j->id, j->id_len) == 1 && EVP_DigestUpdate(ctx, curve, sizeof curve) == 1 &&
+       EVP_DigestUpdate(ctx, j->pub + 1, 64) == 1 && EVP_DigestFinal_ex(ctx, z, &len) == 1 && len == 32 &&
+       EVP_DigestInit_ex(ctx, sm3_md, NULL) == 1 && EVP_DigestUpdate(ctx, z, 32) == 1 &&
+       EVP_DigestUpdate(ctx, j->in, j->in_len) == 1 && EVP_DigestFinal_ex(ctx, e, &len) == 1 && len == 32;
+  EVP_MD_CTX_free(ctx);
+  return ok;
+}
+
+/* Verification with the curve-specific arithmetic (sm2p256-verify.c); the digest from OpenSSL's SM3. */
+static void run_verify(job_t *j, int digest_given) {
+  unsigned char e[32], r[32], s[32];
+  if (digest_given) {
+    memcpy(e, j->in, 32);
+  } else if (!message_digest(j, e)) {
+    openssl_error(j->err, sizeof j->err, "SM3 failed");
+    return;
+  }
+  /* A signature that does not decode is "not valid", as with OpenSSL's verify. */
+  j->verified = signature_values(j->sig, j->sig_len, r, s) && sm2p256_verify(j->pub, e, r, s);
+  ERR_clear_error();
+  j->ok = 1;
 }
 
 /* GB/T 32918.4 §6.1 / §7.1 with SM3; OpenSSL emits and reads the GM/T 0009 §7.2 DER form. */
@@ -411,8 +486,10 @@ static void job_execute(napi_env env, void *data) {
   switch (j->op) {
     case OP_SIGN: run_sign(j); break;
     case OP_SIGN_DIGEST: run_sign_digest(j); break;
-    case OP_VERIFY: run_verify(j); break;
-    case OP_VERIFY_DIGEST: run_verify_digest(j); break;
+    case OP_VERIFY: run_verify(j, 0); break;
+    case OP_VERIFY_DIGEST: run_verify(j, 1); break;
+    case OP_VERIFY_OPENSSL: run_verify_openssl(j); break;
+    case OP_VERIFY_DIGEST_OPENSSL: run_verify_digest_openssl(j); break;
     case OP_ENCRYPT: run_crypt(j, 1); break;
     case OP_DECRYPT: run_crypt(j, 0); break;
   }
@@ -423,7 +500,7 @@ static void job_complete(napi_env env, napi_status status, void *data) {
   job_t *j = data;
   napi_value value = NULL, msg, code;
   if (status == napi_ok && j->ok) {
-    if (j->op == OP_VERIFY || j->op == OP_VERIFY_DIGEST) {
+    if (j->op == OP_VERIFY || j->op == OP_VERIFY_DIGEST || j->op == OP_VERIFY_OPENSSL || j->op == OP_VERIFY_DIGEST_OPENSSL) {
       napi_get_boolean(env, j->verified, &value);
     } else {
       void *p;
@@ -473,7 +550,7 @@ static napi_value queue(napi_env env, napi_callback_info info, op_t op, int want
   if (want_id) {
     if (!get_bytes(env, argv[2 + want_sig], &id, &id_len, "id")) return NULL;
     if (id_len > MAX_ID_LEN) {
-      napi_throw_range_error(env, "ERR_YIQIAN_SM2_ID", "SM2 ID longer than 8191 bytes");
+      napi_throw_range_error(env, "ERR_YIQIAN_SM2_ID", "SM2 ID longer than 8190 bytes");
       return NULL;
     }
   }
@@ -485,6 +562,7 @@ static napi_value queue(napi_env env, napi_callback_info info, op_t op, int want
   j->op = op;
   j->pkey = k->pkey;
   EVP_PKEY_up_ref(j->pkey);
+  memcpy(j->pub, k->pub, POINT_LEN);
   /* Inputs are copied: the caller may reuse its buffers while the job runs. */
   j->in = dup_bytes(in, in_len);
   j->in_len = in_len;
@@ -517,6 +595,10 @@ static napi_value js_sign(napi_env env, napi_callback_info info) { return queue(
 static napi_value js_sign_digest(napi_env env, napi_callback_info info) { return queue(env, info, OP_SIGN_DIGEST, 0, 0, 1, 1); }
 static napi_value js_verify(napi_env env, napi_callback_info info) { return queue(env, info, OP_VERIFY, 1, 1, 0, 0); }
 static napi_value js_verify_digest(napi_env env, napi_callback_info info) { return queue(env, info, OP_VERIFY_DIGEST, 1, 0, 0, 1); }
+static napi_value js_verify_openssl(napi_env env, napi_callback_info info) { return queue(env, info, OP_VERIFY_OPENSSL, 1, 1, 0, 0); }
+static napi_value js_verify_digest_openssl(napi_env env, napi_callback_info info) {
+  return queue(env, info, OP_VERIFY_DIGEST_OPENSSL, 1, 0, 0, 1);
+}
 static napi_value js_encrypt(napi_env env, napi_callback_info info) { return queue(env, info, OP_ENCRYPT, 0, 0, 0, 0); }
 static napi_value js_decrypt(napi_env env, napi_callback_info info) { return queue(env, info, OP_DECRYPT, 0, 0, 1, 0); }
 
@@ -542,6 +624,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"signDigest", NULL, js_sign_digest, NULL, NULL, NULL, napi_enumerable, NULL},
       {"verify", NULL, js_verify, NULL, NULL, NULL, napi_enumerable, NULL},
       {"verifyDigest", NULL, js_verify_digest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"verifyOpenssl", NULL, js_verify_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"verifyDigestOpenssl", NULL, js_verify_digest_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
       {"encrypt", NULL, js_encrypt, NULL, NULL, NULL, napi_enumerable, NULL},
       {"decrypt", NULL, js_decrypt, NULL, NULL, NULL, napi_enumerable, NULL},
   };
@@ -556,6 +640,14 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_throw_error(env, "ERR_YIQIAN_SM2", "this OpenSSL has no SM2 curve");
     return NULL;
   }
+  /* SM3 fetched once: an implicit fetch per digest takes OpenSSL 3.0's global lock. */
+  if (sm3_md == NULL) sm3_md = EVP_MD_fetch(NULL, "SM3", NULL);
+  if (sm3_md == NULL) {
+    instance_finalize(env, inst, NULL);
+    napi_throw_error(env, "ERR_YIQIAN_SM2", "this OpenSSL has no SM3");
+    return NULL;
+  }
+  sm2p256_init();
   CHECK(env, napi_set_instance_data(env, inst, instance_finalize, NULL));
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   CHECK(env, napi_create_string_utf8(env, OpenSSL_version(OPENSSL_VERSION), NAPI_AUTO_LENGTH, &version));

@@ -1,8 +1,9 @@
 // Public SM2 API of the appliance (GB/T 32918-2016, GM/T 0009-2012).
 //
 // Backend: the N-API addon over Node's own OpenSSL (appliance/native/sm2.c, built to
-// build/Release/yiqian_sm2.node) when it loads — OpenSSL does the private-key arithmetic,
-// off the main thread on the libuv pool; else the pure-TypeScript path (sm2-pure.ts), which is
+// build/Release/yiqian_sm2.node) when it loads — OpenSSL does the private-key arithmetic and
+// the addon's own arithmetic for the SM2 curve verifies (sm2p256-verify.c, ≈ 2× OpenSSL's
+// generic EC code), off the main thread on the libuv pool; else the pure-TypeScript path (sm2-pure.ts), which is
 // slower, runs on the main thread and is not constant-time. Environment:
 //   YIQIAN_SM2_BACKEND=pure-js   force the fallback
 //   YIQIAN_SM2_BACKEND=addon     require the addon (fail instead of falling back)
@@ -56,6 +57,9 @@ interface Sm2Addon {
   signDigest(key: AddonKey, e: Buffer): Promise<Buffer>;
   verify(key: AddonKey, msg: Buffer, sig: Buffer, id: Buffer): Promise<boolean>;
   verifyDigest(key: AddonKey, e: Buffer, sig: Buffer): Promise<boolean>;
+  /** The same two through OpenSSL's generic EC code: the reference for tests and bench/. */
+  verifyOpenssl(key: AddonKey, msg: Buffer, sig: Buffer, id: Buffer): Promise<boolean>;
+  verifyDigestOpenssl(key: AddonKey, e: Buffer, sig: Buffer): Promise<boolean>;
   encrypt(key: AddonKey, plaintext: Buffer): Promise<Buffer>;
   decrypt(key: AddonKey, der: Buffer): Promise<Buffer>;
   readonly openssl: string;
@@ -127,10 +131,14 @@ function checkPrivate(d: Buffer): bigint {
   return v;
 }
 
+/** The longest distinguishing ID accepted (OpenSSL's limit; the standard's is 8191). */
+export const SM2_MAX_ID_BYTES = 8190;
+
 function checkId(id: Buffer | undefined): Buffer {
   const v = id ?? SM2_DEFAULT_ID;
-  // ENTL_A is 16 bits of bit length (GB/T 32918.2 §5.5).
-  if (v.length > 8191) fail(Codes.BAD_REQUEST, 400, 'SM2 用户标识过长', 'SM2 ID longer than 8191 bytes');
+  // ENTL_A is 16 bits of bit length (GB/T 32918.2 §5.5), so 8191 bytes would fit, but OpenSSL
+  // signs only below UINT16_MAX / 8 bytes: one limit for every path, refused as the caller's.
+  if (v.length > SM2_MAX_ID_BYTES) fail(Codes.BAD_REQUEST, 400, 'SM2 用户标识过长', `SM2 ID longer than ${SM2_MAX_ID_BYTES} bytes`);
   return v;
 }
 
@@ -296,9 +304,9 @@ export async function sm2Verify(pub: Buffer, msg: Buffer, sig: Buffer, opts: Sm2
   if (opts.prehashed) checkE(msg);
   const b = loadBackend();
   if (b.kind === 'addon') {
-    // OpenSSL itself refuses non-canonical or trailing DER (it re-encodes and compares) and r, s
-    // outside [1, n−1] (GB/T 32918.2 §7.1 B1, B2), so the signature is not decoded here; the key
-    // is validated once per distinct input (publicHandleOf), not per call.
+    // The addon refuses non-canonical or trailing DER (it re-encodes and compares, as OpenSSL
+    // does) and r, s outside [1, n−1] (GB/T 32918.2 §7.1 B1, B2), so the signature is not
+    // decoded here; the key is validated once per distinct input (publicHandleOf), not per call.
     const h = publicHandleOf(b.addon, pub);
     try {
       return await (opts.prehashed ? b.addon.verifyDigest(h, msg, sig) : b.addon.verify(h, msg, sig, id));
@@ -315,6 +323,20 @@ export async function sm2Verify(pub: Buffer, msg: Buffer, sig: Buffer, opts: Sm2
   }
   const e = opts.prehashed ? msg : pure.digestE(point, msg, id, SM2P256V1);
   return pure.verifyDigest(point, e, rs.r, rs.s, SM2P256V1);
+}
+
+/**
+ * sm2Verify through OpenSSL's generic EC code instead of the addon's curve-specific arithmetic
+ * (appliance/native/sm2p256-verify.c): the independent reference that tests compare with and
+ * bench/ measures against. Needs the addon.
+ */
+export async function sm2VerifyWithOpenssl(pub: Buffer, msg: Buffer, sig: Buffer, opts: Sm2SignOptions = {}): Promise<boolean> {
+  const id = checkId(opts.id);
+  if (opts.prehashed) checkE(msg);
+  const b = loadBackend();
+  if (b.kind !== 'addon') return internal('SM2 verification through OpenSSL needs the addon', new Error(`backend is ${b.kind}`));
+  const h = publicHandleOf(b.addon, pub);
+  return opts.prehashed ? b.addon.verifyDigestOpenssl(h, msg, sig) : b.addon.verifyOpenssl(h, msg, sig, id);
 }
 
 // ---------- encrypt / decrypt ----------

@@ -1,0 +1,15 @@
+/* SM2 verification with arithmetic for the curve sm2p256v1 only (sm2p256-verify.c). */
+#ifndef YQ_SM2P256_VERIFY_H
+#define YQ_SM2P256_VERIFY_H
+
+/* Builds the fixed table of G's multiples; call once before any verification (not thread-safe). */
+void sm2p256_init(void);
+
+/*
+ * GB/T 32918.2 §7.1 B1, B2, B5–B7 for e (B3–B4 done by the caller) and (r, s), all 32-byte
+ * big-endian; pub is 04‖X‖Y and must already be known to be on the curve. 1 = valid, 0 = not.
+ */
+int sm2p256_verify(const unsigned char pub[65], const unsigned char e[32], const unsigned char r[32],
+                   const unsigned char s[32]);
+
+#endif
