@@ -19,9 +19,11 @@ export type RawDatabaseName = 'apps' | 'apps-by-name' | 'keys' | 'keys-by-label'
 
 export async function withRawDatabase<T>(dataDir: string, name: RawDatabaseName, fn: (db: RawDatabase) => T | Promise<T>): Promise<T> {
   // Replay nonces have their own environment (nonce-repository.ts).
-  const path = join(resolve(dataDir), name === 'nonces' || name === 'nonces-by-expiry' ? NONCE_ENV_DIR : 'db');
+  const nonceEnv = name === 'nonces' || name === 'nonces-by-expiry';
+  const path = join(resolve(dataDir), nonceEnv ? NONCE_ENV_DIR : 'db');
   if (!existsSync(join(path, 'data.mdb'))) fail(Codes.STORE_UNAVAILABLE, 503, '没有存储', `no store at ${path}`);
-  const env = open({ path, maxDbs: 64, encoding: 'json' });
+  // The nonce environment is written through the map, as the service writes it (open-store.ts).
+  const env = open({ path, maxDbs: 64, encoding: 'json', useWritemap: nonceEnv });
   try {
     const db = env.openDB({ name, encoding: 'json', ...(name === 'audit' ? { keyEncoding: 'uint32' as const } : {}) });
     return await fn({
