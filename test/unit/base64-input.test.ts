@@ -25,3 +25,16 @@ t.test('urlSafe: RFC 4648 §5 without padding as well', async (t) => {
   t.equal(decodeBase64('-_-_AA=', { urlSafe: true }), undefined, 'no padding in the URL-safe form');
   t.equal(decodeBase64('-_+/AAE', { urlSafe: true }), undefined, 'no mixing of the alphabets');
 });
+
+t.test('canonical input (the quick round trip) and non-canonical input (the full checks) decode alike', async (t) => {
+  // 'QR==' has non-zero unused bits: it does not encode back to itself, so the full check decides.
+  t.same(decodeBase64('QR=='), Buffer.from('A'), 'non-canonical trailing bits are still base64');
+  t.same(decodeBase64('QQ=='), Buffer.from('A'));
+  for (let n = 0; n < 64; n++) {
+    const b = Buffer.from(Array.from({ length: n }, (_, i) => (i * 37 + n) & 0xff));
+    const s = b.toString('base64');
+    t.same(decodeBase64(s), b, `${n} bytes`);
+    t.same(decodeBase64(s.replace(/(.{16})/g, '$1\n'), { whitespace: true }), b, `${n} bytes, wrapped`);
+    if (n > 0) t.equal(decodeBase64(`${s.slice(0, -1)}*`), undefined, `${n} bytes, last character damaged`);
+  }
+});

@@ -17,6 +17,11 @@ export interface Base64Policy {
 
 /** The bytes of `s`, or undefined when it is not base64 under `policy`. */
 export function decodeBase64(s: string, policy: Base64Policy = {}): Buffer | undefined {
+  // What clients send is almost always canonical padded base64: if the decoded bytes encode back
+  // to `s` exactly, `s` is exactly such base64 (the checks below would accept it too). This costs
+  // a third of the regular expression on a 4 KB CMS; anything else takes the full checks.
+  const fast = Buffer.from(s, 'base64');
+  if (fast.toString('base64') === s) return fast;
   const t = policy.whitespace ? s.replace(/\s+/g, '') : s;
   if (STANDARD.test(t)) return Buffer.from(t, 'base64');
   // A length of 4k+1 leaves 6 bits: no whole byte, so not a value anyone encoded.
