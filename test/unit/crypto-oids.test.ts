@@ -49,6 +49,14 @@ t.test('DER reader is strict', async (t) => {
   t.equal(integer(128n).toString('hex'), '02020080');
   t.equal(integer(0).toString('hex'), '020100');
   t.throws(() => decodeOid(Buffer.from('2a8001', 'hex')), DerError, 'non-minimal OID arc');
+  t.throws(() => decodeOid(Buffer.from('2a8001', 'hex')), DerError, 'and again: a refusal is not remembered as a value');
+  t.throws(() => decodeOid(Buffer.from('2a86', 'hex')), DerError, 'truncated OID');
+  // Decoded OIDs are cached by their bytes: the same answers the second time, and distinct
+  // bytes never share an entry (a UUID arc beyond 2^53 included).
+  for (const o of ['1.2.840.113549.1.9.4', '2.25.329800735698586629295641978511506172918', '0.9.2342.19200300.100.1.1', '2.999.1']) {
+    t.equal(decodeOid(encodeOid(o)), o, o);
+    t.equal(decodeOid(Buffer.from(encodeOid(o))), o, `${o}, cached`);
+  }
 });
 
 t.test('PEM round trip', async (t) => {

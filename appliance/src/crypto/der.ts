@@ -113,7 +113,25 @@ export function encodeOid(oid: string): Buffer {
   return Buffer.from(out);
 }
 
+/**
+ * Decoded OIDs by their bytes: a CMS and its certificates carry the same few dozen OIDs on every
+ * request, and decoding one (BigInt arcs, a join) cost more than the lookup. Bounded, as the
+ * encoding cache below, since the bytes come from outside; only successful decodings are kept.
+ */
+const DECODED_OIDS = new Map<string, string>();
+const DECODED_OIDS_MAX = 1024;
+
 export function decodeOid(value: Buffer): string {
+  const key = value.toString('latin1');
+  let decoded = DECODED_OIDS.get(key);
+  if (decoded === undefined) {
+    decoded = decodeOidBytes(value);
+    if (DECODED_OIDS.size < DECODED_OIDS_MAX) DECODED_OIDS.set(key, decoded);
+  }
+  return decoded;
+}
+
+function decodeOidBytes(value: Buffer): string {
   if (value.length === 0) throw new DerError('empty OID');
   const arcs: bigint[] = [];
   let acc = 0n;
