@@ -282,7 +282,7 @@ t.test('appends of one event-loop iteration: one transaction, leaves in call ord
   const clean = Array.from({ length: 5 }, () => fields(ulid()));
   await Promise.all(clean.map((f) => repo.append(f, leafData(f))));
   t.same(calls, [5], 'five appends of one iteration: one recordsStoredInTxn call');
-  // Their JSON went through one reused buffer (utf8InScratch): each must still be its own.
+  // Their JSON went through one reused buffer (jsonInScratch): each must still be its own.
   const read = await Promise.all(clean.map((f) => repo.get(f.id)));
   t.same(read.map((r) => r?.id), clean.map((f) => f.id), 'each record of the group holds its own bytes');
   t.equal(new Set(read.map((r) => r?.leafIndex)).size, 5, 'and its own leaf');
