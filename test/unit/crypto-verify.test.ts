@@ -46,6 +46,19 @@ t.test('keyAlgorithmOfSpki', async (t) => {
   const ed = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' });
   t.throws(() => keyAlgorithmOfSpki(ed), { code: 'UNSUPPORTED_ALGORITHM' });
   t.throws(() => keyAlgorithmOfSpki(Buffer.from('3000', 'hex')), { code: 'INVALID_KEY' });
+  t.throws(() => keyAlgorithmOfSpki(Buffer.from('3000', 'hex')), { code: 'INVALID_KEY' }, 'a refusal is not remembered as a key');
+});
+
+t.test('a parsed key is kept by its bytes, as a copy: reusing the caller’s buffer changes nothing', async (t) => {
+  const f = fixtures[0];
+  const sig = nodeSign(f.hash, msg, { key: f.pem, dsaEncoding: 'der' });
+  const digest = createHash(f.hash).update(msg).digest();
+  const buf = Buffer.from(f.spki);
+  t.equal(await verifySignature(f.algorithm, buf, digest, sig, { prehashed: true }), true, 'verifies (and is now cached)');
+  const other = nodeKey('ecdsa-p256');
+  other.spki.copy(buf); // the same bytes buffer now holds another key
+  t.equal(await verifySignature(f.algorithm, buf, digest, sig, { prehashed: true }), false, 'the other key, read from the reused buffer, does not verify it');
+  t.equal(await verifySignature(f.algorithm, Buffer.from(f.spki), digest, sig, { prehashed: true }), true, 'the first key still does');
 });
 
 t.test('software signers and the verifier agree with OpenSSL', async (t) => {

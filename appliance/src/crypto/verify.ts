@@ -47,7 +47,27 @@ interface SpkiInfo {
   key: Buffer;
 }
 
+/**
+ * parseSpki answers by SPKI bytes: every verification asks it (the YQ1 app key on each request,
+ * the signer key of each CMS), and parsing (RSA: the modulus in binary for its size) cost more
+ * than the lookup. Bounded like the key cache; only keys that parsed are kept.
+ */
+const spkiCache = new Map<string, SpkiInfo>();
+
 function parseSpki(spki: Buffer): SpkiInfo {
+  const id = spki.toString('latin1');
+  let info = spkiCache.get(id);
+  if (!info) {
+    const parsed = parseSpkiBytes(spki);
+    // Its own copy of the key bytes: the caller's buffer may be reused once this returns.
+    info = { algorithm: parsed.algorithm, key: Buffer.from(parsed.key) };
+    if (spkiCache.size >= KEY_CACHE_MAX) spkiCache.clear();
+    spkiCache.set(id, info);
+  }
+  return info;
+}
+
+function parseSpkiBytes(spki: Buffer): SpkiInfo {
   let algOid: string;
   let params: ReturnType<typeof children>[number] | undefined;
   let key: Buffer;
