@@ -19,6 +19,12 @@ t.test('round trip, keyId, fresh IV per seal', async (t) => {
   const a = sealSm4(master, 'k', Buffer.from('same'));
   const b = sealSm4(master, 'k', Buffer.from('same'));
   t.notSame(a, b, 'two seals of the same plaintext differ (random IV)');
+  // IVs come from a pooled block refilled every 256 seals: across several refills none repeats
+  // and none is the zero bytes a wiped pool slot holds.
+  const ivs = new Set<string>();
+  for (let i = 0; i < 1000; i++) ivs.add(sealSm4(master, 'k', Buffer.from('x')).subarray(5, 21).toString('hex'));
+  t.equal(ivs.size, 1000, '1,000 seals, 1,000 distinct IVs');
+  t.notOk(ivs.has('00'.repeat(16)), 'no zero IV');
 });
 
 t.test('the byte format is the documented one', async (t) => {
