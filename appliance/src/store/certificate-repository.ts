@@ -12,6 +12,7 @@ import { Codes, YiqianError, fail } from '../errors.js';
 import type { CaId, CertificateQuery, CertificateRecord, CertificateRepository, Page } from '../pki/types.js';
 import type { LmdbAuditStorage } from './audit-storage.js';
 import type { Writer } from './durable.js';
+import { reparseOnChange } from './reparse-on-change.js';
 
 /** The serial is taken (409). */
 export const CERT_EXISTS = 'CERT_EXISTS';
@@ -29,6 +30,8 @@ export function createCertificateRepository(
 ): Required<Pick<CertificateRepository, 'insertRenewal'>> & CertificateRepository {
   const certs = dbs.certs as Database<CertificateRecord, string>;
   const byId = dbs.byId as Database<string, string>;
+  /** get(serial) reads the bytes every time and parses them when they changed (every evidence push checks its signer's status). */
+  const certBySerial = reparseOnChange<CertificateRecord>(certs);
 
   const exists = (serial: string): YiqianError =>
     new YiqianError(CERT_EXISTS, 409, { zh: `序列号为 ${serial} 的证书已存在`, en: `a certificate with serial ${serial} already exists` }, { serial });
@@ -87,7 +90,7 @@ export function createCertificateRepository(
 
     async get(serial) {
       if (typeof serial !== 'string' || !SERIAL.test(serial)) return undefined;
-      return writer.read(() => certs.get(serial));
+      return writer.read(() => certBySerial(serial));
     },
 
     async update(serial, change, opts = {}) {

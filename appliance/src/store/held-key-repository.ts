@@ -10,6 +10,7 @@ import { Codes, YiqianError, fail } from '../errors.js';
 import type { HeldKeyView } from '../signing/types.js';
 import type { LmdbAuditStorage } from './audit-storage.js';
 import type { Writer } from './durable.js';
+import { reparseOnChange } from './reparse-on-change.js';
 
 /** A second key with a taken label (409). Defined next to the repository that raises it. */
 export const HELD_KEY_EXISTS = 'HELD_KEY_EXISTS';
@@ -70,6 +71,8 @@ export function createHeldKeyRepository(
   const keys = dbs.keys as Database<HeldKeyRecord, string>;
   const byLabel = dbs.byLabel as Database<string, string>;
   const byCert = dbs.byCert as Database<string, string>;
+  /** The record of a signer certificate's key, parsed again only when its bytes changed (read on every evidence push). */
+  const keyById = reparseOnChange<HeldKeyRecord>(keys);
 
   return {
     async create(record, opts = {}) {
@@ -114,7 +117,7 @@ export function createHeldKeyRepository(
       if (!lookupable(serial)) return undefined;
       return writer.read(() => {
         const id = byCert.get(serial);
-        return id === undefined ? undefined : keys.get(id);
+        return id === undefined ? undefined : keyById(id);
       });
     },
 
