@@ -19,23 +19,8 @@ const verifyAsync = promisify(nodeVerify) as (
   sig: Buffer,
 ) => Promise<boolean>;
 
-/**
- * Parsed public keys by SPKI: parsing (createPublicKey) cost as much as the verification itself
- * on the YQ1 auth path, where the same few app keys verify every request. Bounded: cleared when full.
- */
+/** Entries of the SPKI cache below; cleared when full. */
 const KEY_CACHE_MAX = 1024;
-const keyCache = new Map<string, KeyObject>();
-
-function publicKeyObject(spki: Buffer): KeyObject {
-  const id = spki.toString('base64');
-  let key = keyCache.get(id);
-  if (!key) {
-    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-    if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
-    keyCache.set(id, key);
-  }
-  return key;
-}
 
 function badKey(en: string, cause?: unknown): never {
   throw new YiqianError(Codes.INVALID_KEY, 400, { zh: '公钥无效', en }, undefined, { cause });
@@ -47,24 +32,36 @@ interface SpkiInfo {
   key: Buffer;
 }
 
-/**
- * parseSpki answers by SPKI bytes: every verification asks it (the YQ1 app key on each request,
- * the signer key of each CMS), and parsing (RSA: the modulus in binary for its size) cost more
- * than the lookup. Bounded like the key cache; only keys that parsed are kept.
- */
-const spkiCache = new Map<string, SpkiInfo>();
+/** A parsed SPKI and, once node:crypto verified with it, its KeyObject. */
+interface CachedKey extends SpkiInfo {
+  object?: KeyObject;
+}
 
-function parseSpki(spki: Buffer): SpkiInfo {
+/**
+ * Public keys by SPKI bytes, parsed once: every verification needs the key (the YQ1 app key on
+ * each request, the signer key of each CMS), and parsing — createPublicKey as much as the
+ * verification itself, RSA's modulus in binary for its size — cost more than the lookup. Bounded,
+ * cleared when full; only keys that parsed are kept.
+ */
+const keyCache = new Map<string, CachedKey>();
+
+function parseSpki(spki: Buffer): CachedKey {
   const id = spki.toString('latin1');
-  let info = spkiCache.get(id);
-  if (!info) {
+  let cached = keyCache.get(id);
+  if (!cached) {
     const parsed = parseSpkiBytes(spki);
     // Its own copy of the key bytes: the caller's buffer may be reused once this returns.
-    info = { algorithm: parsed.algorithm, key: Buffer.from(parsed.key) };
-    if (spkiCache.size >= KEY_CACHE_MAX) spkiCache.clear();
-    spkiCache.set(id, info);
+    cached = { algorithm: parsed.algorithm, key: Buffer.from(parsed.key) };
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+    keyCache.set(id, cached);
   }
-  return info;
+  return cached;
+}
+
+/** node:crypto's KeyObject of a cached key, made on first use. */
+function publicKeyObject(cached: CachedKey, spki: Buffer): KeyObject {
+  cached.object ??= createPublicKey({ key: spki, format: 'der', type: 'spki' });
+  return cached.object;
 }
 
 function parseSpkiBytes(spki: Buffer): SpkiInfo {
@@ -156,7 +153,7 @@ export async function verifySignature(algorithm: KeyAlgorithm, spki: Buffer, dat
     if (opts.prehashed) return ecdsaVerifyDigest(curve, info.key, data, signature);
     let key: KeyObject;
     try {
-      key = publicKeyObject(spki);
+      key = publicKeyObject(info, spki);
     } catch (e) {
       return badKey('EC public key rejected', e);
     }
@@ -169,7 +166,7 @@ export async function verifySignature(algorithm: KeyAlgorithm, spki: Buffer, dat
 
   let key: KeyObject;
   try {
-    key = publicKeyObject(spki);
+    key = publicKeyObject(info, spki);
   } catch (e) {
     return badKey('RSA public key rejected', e);
   }
