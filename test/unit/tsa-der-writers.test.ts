@@ -9,7 +9,7 @@ import { ECDSASigValue } from '@peculiar/asn1-ecc';
 import { ecdsaDerToRaw, ecdsaRawToDer } from '../../appliance/src/asn1/ecdsa-signature.js';
 import { encodeTstInfo, generalizedTimeMillis } from '../../appliance/src/asn1/tsp.js';
 import { children, integer, readWhole, Tag } from '../../appliance/src/crypto/der.js';
-import { pooledRandomOctets } from '../../appliance/src/tsa/tsa-service.js';
+import { pooledRandomOctets } from '../../appliance/src/crypto/random-pool.js';
 
 /** The schema encoder's answer for raw r‖s (the implementation ecdsaRawToDer replaced). */
 function schemaDer(raw: Buffer): Buffer {

@@ -10,7 +10,6 @@
 //
 // The TSA's signer and certificate are resolved once per identity (hot path: no key parsing per
 // request) and looked up again every minute, so a renewed or revoked TSA certificate is seen.
-import { randomFillSync } from 'node:crypto';
 import type { ClockGate } from '../../../firmware-bridge/timesource/clock-gate.js';
 import {
   TspRejection,
@@ -25,6 +24,7 @@ import {
   type FailureInfoName,
   type TokenSigningIdentity,
 } from '../asn1/tsp.js';
+import { pooledRandomOctets } from '../crypto/random-pool.js';
 import type { KeyCustody } from '../crypto/interfaces.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { applianceCertificate } from '../pki/hierarchy.js';
@@ -41,25 +41,6 @@ import type { ImprintHash, TsaIdentity, TsaTokenRecord, TsaTokenRepository } fro
 const SERIAL_RANDOM_OCTETS = 10;
 const SERIAL_TIME_OCTETS = 6;
 const IDENTITY_TTL_MS = 60_000;
-
-// Serial octets come from a pooled block of the OS-backed CSPRNG (as store/ids.ts does for
-// ULIDs): the same randomness, one randomFillSync per 409 tokens instead of one per token
-// (3 % of a token's main-thread time). Each octet is handed out once; the block is refilled
-// only when used up.
-const serialPool = Buffer.alloc(4096);
-let serialPoolAt = serialPool.length;
-
-/** `n` CSPRNG octets (a copy: the pool is overwritten later). */
-export function pooledRandomOctets(n: number): Buffer {
-  if (n > serialPool.length) throw new RangeError(`at most ${serialPool.length} pooled octets`);
-  if (serialPoolAt + n > serialPool.length) {
-    randomFillSync(serialPool);
-    serialPoolAt = 0;
-  }
-  const out = Buffer.from(serialPool.subarray(serialPoolAt, serialPoolAt + n));
-  serialPoolAt += n;
-  return out;
-}
 
 /**
  * GM/T 0033-2014 error codes (base 0x04000000, STANDARDS.md §3) for the failures that have one;
