@@ -2,6 +2,9 @@
 #ifndef YQ_SM2P256_VERIFY_H
 #define YQ_SM2P256_VERIFY_H
 
+/* a ‖ b ‖ x_G ‖ y_G of sm2p256v1, 32 bytes each, big-endian (the curve's part of Z_A). */
+extern const unsigned char SM2P256_A_B_XG_YG[128];
+
 /* Builds the fixed table of G's multiples; call once before any verification (not thread-safe). */
 void sm2p256_init(void);
 
