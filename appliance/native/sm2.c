@@ -593,6 +593,20 @@ static napi_value js_verify_digest_openssl(napi_env env, napi_callback_info info
 static napi_value js_encrypt(napi_env env, napi_callback_info info) { return queue(env, info, OP_ENCRYPT, 0, 0, 0, 0); }
 static napi_value js_decrypt(napi_env env, napi_callback_info info) { return queue(env, info, OP_DECRYPT, 0, 0, 1, 0); }
 
+/* {uses, built}: verifications that used a key's fixed-base table, tables built (sm2p256-verify.c; tests). */
+static napi_value js_verify_table_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  uint64_t uses, built;
+  sm2p256_table_stats(&uses, &built);
+  napi_value out, u, b;
+  CHECK(env, napi_create_object(env, &out));
+  CHECK(env, napi_create_double(env, (double)uses, &u));
+  CHECK(env, napi_create_double(env, (double)built, &b));
+  CHECK(env, napi_set_named_property(env, out, "uses", u));
+  CHECK(env, napi_set_named_property(env, out, "built", b));
+  return out;
+}
+
 /* ---------- module ---------- */
 
 static void instance_finalize(napi_env env, void *data, void *hint) {
@@ -619,6 +633,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"verifyDigestOpenssl", NULL, js_verify_digest_openssl, NULL, NULL, NULL, napi_enumerable, NULL},
       {"encrypt", NULL, js_encrypt, NULL, NULL, NULL, napi_enumerable, NULL},
       {"decrypt", NULL, js_decrypt, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"verifyTableStats", NULL, js_verify_table_stats, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (inst == NULL) {
     napi_throw_error(env, "ERR_YIQIAN_SM2", "out of memory");

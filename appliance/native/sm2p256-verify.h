@@ -2,6 +2,8 @@
 #ifndef YQ_SM2P256_VERIFY_H
 #define YQ_SM2P256_VERIFY_H
 
+#include <stdint.h>
+
 /* a ‖ b ‖ x_G ‖ y_G of sm2p256v1, 32 bytes each, big-endian (the curve's part of Z_A). */
 extern const unsigned char SM2P256_A_B_XG_YG[128];
 
@@ -14,5 +16,8 @@ void sm2p256_init(void);
  */
 int sm2p256_verify(const unsigned char pub[65], const unsigned char e[32], const unsigned char r[32],
                    const unsigned char s[32]);
+
+/* How many verifications used a key's fixed-base table, and how many tables were built (tests). */
+void sm2p256_table_stats(uint64_t *uses, uint64_t *built);
 
 #endif

@@ -2,16 +2,40 @@
 // Every answer must equal OpenSSL's generic EC code (sm2VerifyWithOpenssl) and the pure-TypeScript
 // path: random keys, IDs and messages, each signature also corrupted, e at the edges of [0, 2^256),
 // keys whose multiples collide inside the ladder (d = 1, 2, n − 2), and a signature whose sum
-// s·G + t·P is the point at infinity.
+// s·G + t·P is the point at infinity. A key verified again and again gets a fixed-base table
+// (from its KEY_TABLE_AFTER-th verification): the same answers through the table, for keys
+// verified concurrently and for two keys that take turns in one cache slot.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { integer, seq } from '../../appliance/src/crypto/der.js';
 import { SM2P256V1, toBytes } from '../../appliance/src/crypto/ec-curve.js';
-import { SM2_DEFAULT_ID, SM2_MAX_ID_BYTES, sm2Backend, sm2Digest, sm2PublicKeyFromPrivate, sm2Sign, sm2Verify, sm2VerifyWithOpenssl } from '../../appliance/src/crypto/sm2.js';
+import { SM2_DEFAULT_ID, SM2_MAX_ID_BYTES, sm2Backend, sm2Digest, sm2PublicKeyFromPrivate, sm2Sign, sm2Verify, sm2VerifyTableStats, sm2VerifyWithOpenssl } from '../../appliance/src/crypto/sm2.js';
 import { decodeSm2Signature } from '../../appliance/src/crypto/sm2-der.js';
 import * as pure from '../../appliance/src/crypto/sm2-pure.js';
 
 const N = SM2P256V1.n;
+/** A key's verifications before its fixed-base table is used (KEY_TABLE_AFTER in sm2p256-verify.c). */
+const TABLE_AFTER = 4;
+
+const randomKey = (): Buffer => {
+  const d = randomBytes(32);
+  d[0] &= 0x7f;
+  if (d.every((b) => b === 0)) d[31] = 1;
+  return d;
+};
+
+/** Signatures of one key, each valid, with a flipped bit, and over another message: [msg, sig, expected]. */
+async function casesOf(d: Buffer, count: number, tag: string): Promise<[Buffer, Buffer, boolean][]> {
+  const out: [Buffer, Buffer, boolean][] = [];
+  for (let i = 0; i < count; i++) {
+    const msg = Buffer.from(`${tag} ${i} ${randomBytes(8).toString('hex')}`);
+    const sig = await sm2Sign(d, msg);
+    const flipped = Buffer.from(sig);
+    flipped[sig.length - 1 - (i % 32)] ^= 1 << (i % 8);
+    out.push([msg, sig, true], [msg, flipped, false], [Buffer.concat([msg, Buffer.from('!')]), sig, false]);
+  }
+  return out;
+}
 const mod = (a: bigint): bigint => ((a % N) + N) % N;
 const inv = (a: bigint): bigint => {
   // n is prime: a^(n−2)
@@ -80,7 +104,8 @@ if (sm2Backend() !== 'addon') {
     t.equal(await sm2Verify(pub, ePlusN, sig, { prehashed: true }), await sm2VerifyWithOpenssl(pub, ePlusN, sig, { prehashed: true }), 'e = n against a signature over 0');
   });
 
-  t.test('keys d = 1, 2 and n − 2: multiples of P and of G meet inside the ladder', async (t) => {
+  t.test('keys d = 1, 2 and n − 2: multiples of P and of G meet inside the ladder and in the tables', async (t) => {
+    const before = sm2VerifyTableStats()!;
     for (const dv of [1n, 2n, 3n, N - 2n]) {
       const d = toBytes(dv, 32);
       const pub = sm2PublicKeyFromPrivate(d);
@@ -94,6 +119,70 @@ if (sm2Backend() !== 'addon') {
         t.equal(await sm2Verify(pub, msg, bad), await sm2VerifyWithOpenssl(pub, msg, bad), 'a corrupted one: same as OpenSSL');
       }
     }
+    const after = sm2VerifyTableStats()!;
+    t.ok(after.uses - before.uses >= 4 * (80 - TABLE_AFTER), `the keys' own tables answered most of them (${after.uses - before.uses})`);
+  });
+
+  t.test('a returning key: its fixed-base table gives the same answers as OpenSSL', async (t) => {
+    const d = randomKey();
+    const pub = sm2PublicKeyFromPrivate(d);
+    const before = sm2VerifyTableStats()!;
+    const cases = await casesOf(d, 40, 'returning');
+    const differ: string[] = [];
+    for (const [i, [msg, sig, expected]] of cases.entries()) {
+      const ours = await sm2Verify(pub, msg, sig);
+      const openssl = await sm2VerifyWithOpenssl(pub, msg, sig);
+      if (ours !== expected || openssl !== expected) differ.push(`${i}: expected ${expected}, ours ${ours}, OpenSSL ${openssl}`);
+    }
+    t.same(differ, [], `${cases.length} verifications of one key`);
+    const after = sm2VerifyTableStats()!;
+    t.equal(after.built - before.built, 1, 'one table built for the key');
+    // From the TABLE_AFTER-th verification on, each one that reaches B6 uses the table: every valid
+    // one and every one over another message; a flipped bit may already fail B1–B5 (or the DER).
+    const used = after.uses - before.uses;
+    t.ok(used >= (cases.length * 2) / 3 - TABLE_AFTER && used <= cases.length - TABLE_AFTER + 1, `used from the ${TABLE_AFTER}th verification on (${used} of ${cases.length})`);
+    // The point at infinity through the table: s + (r + s)·d ≡ 0 (mod n).
+    const dv = BigInt(`0x${d.toString('hex')}`);
+    const r = 0x42n;
+    const s = mod(-r * dv * inv(1n + dv));
+    const sig = seq(integer(r), integer(s));
+    t.equal(await sm2Verify(pub, Buffer.alloc(32), sig, { prehashed: true }), false, 's·G + t·P = O through the table is refused');
+    t.equal(sm2VerifyTableStats()!.uses - after.uses, 1, 'and that went through the table');
+  });
+
+  t.test('keys verified concurrently, and two keys that take turns in one cache slot', async (t) => {
+    const keys = Array.from({ length: 6 }, randomKey);
+    const all = await Promise.all(keys.map((d, k) => casesOf(d, 12, `key ${k}`)));
+    const before = sm2VerifyTableStats()!;
+    const answers = await Promise.all(all.flatMap((cases, k) => cases.map(async ([msg, sig, expected]) => (await sm2Verify(sm2PublicKeyFromPrivate(keys[k]), msg, sig)) === expected)));
+    t.equal(answers.filter((ok) => !ok).length, 0, `${answers.length} verifications in flight together, all as expected`);
+    t.ok(sm2VerifyTableStats()!.built - before.built >= 1, 'tables were built meanwhile');
+
+    // The table cache is direct-mapped by byte 24 of X (slot_of in sm2p256-verify.c: pub[25] of 04‖X‖Y).
+    const byByte = new Map<number, Buffer>();
+    let pair: [Buffer, Buffer] | undefined;
+    while (!pair) {
+      const d = randomKey();
+      const b = sm2PublicKeyFromPrivate(d)[25];
+      const other = byByte.get(b);
+      if (other) pair = [other, d];
+      else byByte.set(b, d);
+    }
+    const turns = await Promise.all(pair.map((d, k) => casesOf(d, 10, `slot ${k}`)));
+    const mid = sm2VerifyTableStats()!;
+    const differ: string[] = [];
+    for (let i = 0; i < turns[0].length; i++) {
+      for (const k of [0, 1]) {
+        for (let rep = 0; rep < TABLE_AFTER; rep++) {
+          const [msg, sig, expected] = turns[k][i];
+          const ours = await sm2Verify(sm2PublicKeyFromPrivate(pair[k]), msg, sig);
+          if (ours !== expected) differ.push(`key ${k} case ${i}: expected ${expected}, got ${ours}`);
+        }
+      }
+    }
+    t.same(differ, [], 'each answer right while the two keys evict each other');
+    const end = sm2VerifyTableStats()!;
+    t.ok(end.built - mid.built >= 10, `the slot was rebuilt as the keys took turns (${end.built - mid.built} builds)`);
   });
 
   t.test('s·G + t·P at infinity is refused (B6), as OpenSSL refuses it', async (t) => {

@@ -60,6 +60,8 @@ interface Sm2Addon {
   /** The same two through OpenSSL's generic EC code: the reference for tests and bench/. */
   verifyOpenssl(key: AddonKey, msg: Buffer, sig: Buffer, id: Buffer): Promise<boolean>;
   verifyDigestOpenssl(key: AddonKey, e: Buffer, sig: Buffer): Promise<boolean>;
+  /** Verifications that used a key's fixed-base table, and tables built (sm2p256-verify.c). */
+  verifyTableStats(): { uses: number; built: number };
   encrypt(key: AddonKey, plaintext: Buffer): Promise<Buffer>;
   decrypt(key: AddonKey, der: Buffer): Promise<Buffer>;
   readonly openssl: string;
@@ -337,6 +339,15 @@ export async function sm2VerifyWithOpenssl(pub: Buffer, msg: Buffer, sig: Buffer
   if (b.kind !== 'addon') return internal('SM2 verification through OpenSSL needs the addon', new Error(`backend is ${b.kind}`));
   const h = publicHandleOf(b.addon, pub);
   return opts.prehashed ? b.addon.verifyDigestOpenssl(h, msg, sig) : b.addon.verifyOpenssl(h, msg, sig, id);
+}
+
+/**
+ * How often the addon's verification used a returning key's fixed-base table, and how many such
+ * tables it built (appliance/native/sm2p256-verify.c); undefined without the addon.
+ */
+export function sm2VerifyTableStats(): { uses: number; built: number } | undefined {
+  const b = loadBackend();
+  return b.kind === 'addon' ? b.addon.verifyTableStats() : undefined;
 }
 
 // ---------- encrypt / decrypt ----------
