@@ -607,6 +607,14 @@ static napi_value js_verify_table_stats(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* Empties the key table cache (sm2p256-verify.c; tests). */
+static napi_value js_verify_table_reset(napi_env env, napi_callback_info info) {
+  (void)env;
+  (void)info;
+  sm2p256_table_reset();
+  return NULL;
+}
+
 /* ---------- module ---------- */
 
 static void instance_finalize(napi_env env, void *data, void *hint) {
@@ -634,6 +642,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"encrypt", NULL, js_encrypt, NULL, NULL, NULL, napi_enumerable, NULL},
       {"decrypt", NULL, js_decrypt, NULL, NULL, NULL, napi_enumerable, NULL},
       {"verifyTableStats", NULL, js_verify_table_stats, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"verifyTableReset", NULL, js_verify_table_reset, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (inst == NULL) {
     napi_throw_error(env, "ERR_YIQIAN_SM2", "out of memory");

@@ -19,7 +19,8 @@
  * d·16^i·P for every 4-bit digit d and window i, affine (60 KB). With it and the same table of G,
  * s·G + t·P is about 120 mixed additions and no doubling, against 256 doublings and about 80
  * additions in the ladder. A key's table is built at its KEY_TABLE_AFTER-th verification (the
- * build costs about as much as five verifications) into a cache shared by the pool threads.
+ * build costs about as much as five verifications) into a cache of TABLE_SLOTS tables (15 MB)
+ * shared by the pool threads.
  */
 #include "sm2p256-verify.h"
 
@@ -27,6 +28,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef unsigned __int128 u128;
 typedef struct {
@@ -423,10 +425,13 @@ static void fb_add_multiple(jpoint *acc, const fb_table *t, const uint64_t k[4])
 /* The key cache: direct-mapped by bits of X (public keys are random points: an attacker who
  * crafts colliding keys only slows their own verifications down). `seen` counts verifications
  * per key, `slots` hold the tables. A table being read is never replaced (readers), one being
- * built is not used yet (building). */
+ * built is not used yet (building). A slot's table gives way to another key only once it has
+ * not been used for TABLE_IDLE_NS: with more busy keys than slots, the keys that hold a slot keep
+ * it, and the slot is never rebuilt over and over (a build costs five verifications). */
 #define KEY_TABLE_AFTER 4
 #define SEEN_SLOTS 4096
 #define TABLE_SLOTS 256
+#define TABLE_IDLE_NS 2000000000ULL
 typedef struct {
   unsigned char pub[64];
   uint32_t count;
@@ -435,11 +440,18 @@ typedef struct {
   unsigned char pub[64];
   fb_table *table;
   int readers, building;
+  uint64_t last_used_ns;
 } table_slot;
 static seen_slot seen[SEEN_SLOTS];
 static table_slot slots[TABLE_SLOTS];
 static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t table_uses, tables_built;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 static unsigned slot_of(const unsigned char pub[64], unsigned size) {
   uint64_t x;
@@ -452,9 +464,11 @@ static unsigned slot_of(const unsigned char pub[64], unsigned size) {
 static table_slot *key_table_acquire(const unsigned char pub[64], const jpoint *q) {
   table_slot *slot = &slots[slot_of(pub, TABLE_SLOTS)];
   seen_slot *sn = &seen[slot_of(pub, SEEN_SLOTS)];
+  uint64_t now = now_ns();
   pthread_mutex_lock(&cache_mu);
   if (slot->table && !slot->building && memcmp(slot->pub, pub, 64) == 0) {
     slot->readers++;
+    slot->last_used_ns = now;
     table_uses++;
     pthread_mutex_unlock(&cache_mu);
     return slot;
@@ -463,7 +477,8 @@ static table_slot *key_table_acquire(const unsigned char pub[64], const jpoint *
     memcpy(sn->pub, pub, 64);
     sn->count = 0;
   }
-  int build = ++sn->count >= KEY_TABLE_AFTER && slot->readers == 0 && !slot->building;
+  int free_to_take = !slot->table || now - slot->last_used_ns >= TABLE_IDLE_NS;
+  int build = ++sn->count >= KEY_TABLE_AFTER && slot->readers == 0 && !slot->building && free_to_take;
   fb_table *old = NULL;
   if (build) {
     old = slot->table;
@@ -483,6 +498,7 @@ static table_slot *key_table_acquire(const unsigned char pub[64], const jpoint *
   pthread_mutex_lock(&cache_mu);
   slot->table = t;
   slot->building = 0;
+  slot->last_used_ns = now_ns();
   if (t) {
     slot->readers++;
     tables_built++;
@@ -495,6 +511,17 @@ static table_slot *key_table_acquire(const unsigned char pub[64], const jpoint *
 static void key_table_release(table_slot *slot) {
   pthread_mutex_lock(&cache_mu);
   slot->readers--;
+  pthread_mutex_unlock(&cache_mu);
+}
+
+void sm2p256_table_reset(void) {
+  pthread_mutex_lock(&cache_mu);
+  for (unsigned i = 0; i < TABLE_SLOTS; i++) {
+    if (slots[i].readers || slots[i].building) continue;
+    free(slots[i].table);
+    memset(&slots[i], 0, sizeof slots[i]);
+  }
+  memset(seen, 0, sizeof seen);
   pthread_mutex_unlock(&cache_mu);
 }
 

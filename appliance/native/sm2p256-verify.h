@@ -20,4 +20,7 @@ int sm2p256_verify(const unsigned char pub[65], const unsigned char e[32], const
 /* How many verifications used a key's fixed-base table, and how many tables were built (tests). */
 void sm2p256_table_stats(uint64_t *uses, uint64_t *built);
 
+/* Forgets every key's table and count (tests: a known, empty cache). */
+void sm2p256_table_reset(void);
+
 #endif

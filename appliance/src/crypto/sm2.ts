@@ -62,6 +62,7 @@ interface Sm2Addon {
   verifyDigestOpenssl(key: AddonKey, e: Buffer, sig: Buffer): Promise<boolean>;
   /** Verifications that used a key's fixed-base table, and tables built (sm2p256-verify.c). */
   verifyTableStats(): { uses: number; built: number };
+  verifyTableReset(): void;
   encrypt(key: AddonKey, plaintext: Buffer): Promise<Buffer>;
   decrypt(key: AddonKey, der: Buffer): Promise<Buffer>;
   readonly openssl: string;
@@ -348,6 +349,12 @@ export async function sm2VerifyWithOpenssl(pub: Buffer, msg: Buffer, sig: Buffer
 export function sm2VerifyTableStats(): { uses: number; built: number } | undefined {
   const b = loadBackend();
   return b.kind === 'addon' ? b.addon.verifyTableStats() : undefined;
+}
+
+/** Empties that cache of fixed-base tables (tests start from a known state); nothing without the addon. */
+export function sm2VerifyTableReset(): void {
+  const b = loadBackend();
+  if (b.kind === 'addon') b.addon.verifyTableReset();
 }
 
 // ---------- encrypt / decrypt ----------
