@@ -169,3 +169,34 @@ t.test('IP addresses for subjectAltName, and names written by others', async (t)
   t.equal(nameValue(name, 'CN'), '张三');
   t.throws(() => nameToString(Buffer.from('3003310100', 'hex')), 'malformed name');
 });
+
+t.test('the parse cache tells apart certificates of one length and one ending (its key), and copies', async (t) => {
+  const ca = p256Signer();
+  const make = (cn: string): Promise<Buffer> =>
+    signCertificate(ca, {
+      serial: Buffer.from('0102030405060708', 'hex'),
+      issuer: encodeName([{ type: 'CN', value: 'Cache CA' }]),
+      subject: encodeName([{ type: 'CN', value: cn }]),
+      notBefore: new Date('2026-01-01T00:00:00Z'),
+      notAfter: new Date('2030-01-01T00:00:00Z'),
+      subjectPublicKeyInfo: ca.publicKeyInfo,
+      extensions: [{ kind: 'basicConstraints', ca: false }],
+    });
+  const a = await make('Doctor A');
+  // The same bytes but one letter of the subject: same length, same signature bytes at the end.
+  const b = Buffer.from(a);
+  const at = b.indexOf(Buffer.from('Doctor A'));
+  b[at + 7] = 'B'.charCodeAt(0);
+  t.equal(b.length, a.length);
+  t.ok(b.subarray(-16).equals(a.subarray(-16)), 'the same last 16 bytes');
+  t.equal(nameValue(readCertificate(a).subjectDer, 'CN'), 'Doctor A');
+  t.equal(nameValue(readCertificate(b).subjectDer, 'CN'), 'Doctor B', 'not the cached A');
+  t.equal(nameValue(readCertificate(a).subjectDer, 'CN'), 'Doctor A', 'and A again after B took the entry');
+  t.equal(readCertificate(Buffer.from(a)), readCertificate(a), 'equal bytes in another buffer: the shared parse');
+  // The caller's buffer may be reused: the cache keeps its own copy.
+  const c = await make('Doctor C');
+  const reused = Buffer.from(c);
+  const info = readCertificate(reused);
+  reused.fill(0);
+  t.equal(readCertificate(c), info, 'an entry survives the buffer it was first parsed from being overwritten');
+});

@@ -364,22 +364,27 @@ export interface CertificateInfo {
 // The same certificates (a department's, its CA, the root, the TSA's) arrive with every CMS to
 // verify and every evidence record: each distinct DER is parsed once and its (never mutated)
 // CertificateInfo shared. Parsed from a private copy, so a cached entry never keeps a large
-// request body alive; bounded, least recently used out first.
+// request body alive; bounded, least recently used out first. Keyed by the length and the last
+// 16 bytes (inside the signature value), then compared whole: a key made of the whole DER cost a
+// 1–2 KB string and its hash on each of the ≈ 5 lookups of a verification. Two certificates
+// with one key only take turns in the entry.
 const PARSED_MAX = 1024;
-const parsed = new Map<string, CertificateInfo>();
+const parsed = new Map<string, { der: Buffer; info: CertificateInfo }>();
 
 /** Parses a DER certificate (strict DER); throws DerError if it is not one. The result is shared: do not modify it. */
 export function readCertificate(der: Buffer): CertificateInfo {
-  const key = der.toString('latin1');
-  let info = parsed.get(key);
-  if (info) {
+  const key = `${der.length}:${der.toString('latin1', Math.max(0, der.length - 16))}`;
+  let entry = parsed.get(key);
+  if (entry && entry.der.equals(der)) {
     parsed.delete(key);
   } else {
-    info = parseCertificate(Buffer.from(der));
+    const copy = Buffer.from(der);
+    entry = { der: copy, info: parseCertificate(copy) };
+    parsed.delete(key);
     if (parsed.size >= PARSED_MAX) parsed.delete(parsed.keys().next().value as string);
   }
-  parsed.set(key, info);
-  return info;
+  parsed.set(key, entry);
+  return entry.info;
 }
 
 function parseCertificate(der: Buffer): CertificateInfo {
