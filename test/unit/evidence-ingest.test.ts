@@ -105,6 +105,7 @@ t.test('evidence ingestion', async (t) => {
     const rec = (await repo.get(r.id))!;
     t.equal(rec.kind, 'signature');
     t.equal(rec.contentDigest.value, digest('sm3', CONTENT).toString('hex'), 'the attached content\'s SM3');
+    t.equal(rec.contentDigest.algorithm, 'sm3');
     t.equal(rec.patientIdMasked, 'ZY******42');
     t.notOk(JSON.stringify(rec).includes('ZY20260042'), 'no plain patient id stored');
     t.equal(await patientIds.open('emr', r.id, rec.patientIdSealed!), 'ZY20260042');
@@ -122,6 +123,18 @@ t.test('evidence ingestion', async (t) => {
     t.equal(e.code, 'EVIDENCE_NOT_FOUND', 'another project: 404, as an unknown id');
     t.equal(e.status, 404);
     t.equal((await rejection(records.detail(EMR, '01JXXXXXXXXXXXXXXXXXXXXXXX'))).code, 'EVIDENCE_NOT_FOUND');
+  });
+
+  await t.test('an attached CMS whose signer digests with SHA-256: the record still keeps the content\'s SM3', async (t) => {
+    // The SM3 signer's messageDigest doubles as the contentDigest (it was verified equal); a
+    // SHA-256 messageDigest must not.
+    const other = Buffer.from('检验报告 LIS-0042: 血常规 (attached, ECDSA)');
+    const cms = await signCms({ signer: ec.signer, certificate: ec.der, content: other, detached: false, form: 'rfc5652' });
+    const r = await ingest.signature(EMR, { signature: { format: 'cms', value: cms } });
+    t.equal(r.verdict.valid, true, r.verdict.code);
+    const rec = (await repo.get(r.id))!;
+    t.same(rec.contentDigest, { algorithm: 'sm3', value: digest('sm3', other).toString('hex') });
+    t.not(rec.contentDigest.value, digest('sha256', other).toString('hex'));
   });
 
   await t.test('ECDSA detached CMS with the original (kept as a blob); OpenSSL-made CMS', async (t) => {

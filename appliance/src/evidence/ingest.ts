@@ -17,6 +17,9 @@
 // carries its original and its SM3 is the contentDigest.
 import { digest as hashOf } from '../crypto/hash.js';
 import { parseSignedData, type ParsedSignedData } from '../asn1/cms-signed-data.js';
+import { OID_MESSAGE_DIGEST } from '../asn1/tsp.js';
+import { Tag } from '../crypto/der.js';
+import { OID } from '../crypto/oids.js';
 import { YiqianError } from '../errors.js';
 import { ReportCodes, gbtCodeOf } from '../signing/report-codes.js';
 import { checkSignatureTimestamp, type TimestampCheck, type TimestampTrust } from '../signing/timestamp-check.js';
@@ -253,7 +256,10 @@ export interface SignatureCheckInput {
  * ingestion and re-verification. Resolves with the report, or an EvidenceRefusal; throws
  * (4xx) only for a request that cannot be verified at all.
  */
-export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verification' | 'trust' | 'revocation'>, input: SignatureCheckInput): Promise<{ report: VerificationReport; content?: Buffer; token?: Buffer } | EvidenceRefusal> {
+export async function verifySignatureEvidence(
+  deps: Pick<IngestDeps, 'verification' | 'trust' | 'revocation'>,
+  input: SignatureCheckInput,
+): Promise<{ report: VerificationReport; content?: Buffer; contentSm3?: Buffer; token?: Buffer } | EvidenceRefusal> {
   const sig = input.signature;
   if (sig.format === 'raw') {
     if (!sig.certificate) throw new YiqianError(EvidenceCodes.CERTIFICATE_REQUIRED, 400, { zh: '裸签名须提供签名者证书', en: 'a raw signature needs signature.certificate' }, { field: 'signature.certificate' });
@@ -321,7 +327,22 @@ export async function verifySignatureEvidence(deps: Pick<IngestDeps, 'verificati
   }
   const embedded = embeddedToken(sd);
   const token = sig.timestampToken ?? embedded;
-  return { report: full, ...(content ? { content } : {}), ...(token ? { token } : {}) };
+  const contentSm3 = !detached && content ? verifiedSm3MessageDigest(sd) : undefined;
+  return { report: full, ...(content ? { content } : {}), ...(contentSm3 ? { contentSm3 } : {}), ...(token ? { token } : {}) };
+}
+
+/**
+ * The SM3 of the attached content, read from the signed messageDigest attribute of the only
+ * SignerInfo when it digests with SM3: call only once the report is valid — its contentIntact
+ * check (RFC 5652 §11.2, signing/cms-verify.ts) proved that value equal to the content's SM3,
+ * so the record's contentDigest needs no second pass over the content.
+ */
+function verifiedSm3MessageDigest(sd: ParsedSignedData | undefined): Buffer | undefined {
+  const si = sd?.signerInfos.length === 1 ? sd.signerInfos[0] : undefined;
+  if (si?.digestAlgorithm.oid !== OID.sm3) return undefined;
+  const attrs = si.signedAttrs.filter((a) => a.type === OID_MESSAGE_DIGEST);
+  const value = attrs.length === 1 && attrs[0].values.length === 1 && attrs[0].values[0].tag === Tag.OCTET_STRING ? attrs[0].values[0].value : undefined;
+  return value?.length === 32 ? Buffer.from(value) : undefined;
 }
 
 /** The CAdES-T token of the only SignerInfo, if any (id-aa-signatureTimeStampToken). */
@@ -472,7 +493,7 @@ export function createEvidenceIngest(deps: IngestDeps): EvidenceIngest {
     } else if (dg) {
       contentDigest = { algorithm: dg.algorithm, value: dg.value.toString('hex') };
     } else {
-      contentDigest = { algorithm: 'sm3', value: hashOf('sm3', checked.content!).toString('hex') };
+      contentDigest = { algorithm: 'sm3', value: (checked.contentSm3 ?? hashOf('sm3', checked.content!)).toString('hex') };
     }
     const { content: _content, ...report } = checked.report;
     const [fields, leaf] = await fieldsOf(caller, id, retentionYears, metadata, {

@@ -160,6 +160,47 @@ interface CachedPath {
 }
 
 
+/**
+ * The identity fields a certificate alone gives, worked out once per parsed certificate:
+ * readCertificate shares one CertificateInfo per distinct DER, so the names of a signer seen on
+ * every push are not decoded again (copied out: the report's object is the caller's).
+ */
+const NAMES = new WeakMap<CertificateInfo, Pick<SignerIdentity, 'subject' | 'serial' | 'issuer' | 'notBefore' | 'notAfter' | 'commonName'>>();
+function namesOf(info: CertificateInfo): Pick<SignerIdentity, 'subject' | 'serial' | 'issuer' | 'notBefore' | 'notAfter' | 'commonName'> {
+  let names = NAMES.get(info);
+  if (!names) {
+    names = {
+      subject: safeNameString(info.subjectDer),
+      serial: info.serial,
+      issuer: safeNameString(info.issuerDer),
+      notBefore: info.notBefore.toISOString(),
+      notAfter: info.notAfter.toISOString(),
+    };
+    try {
+      const cn = nameValue(info.subjectDer, 'CN');
+      if (cn !== undefined) names.commonName = cn;
+    } catch {
+      // a Name that does not decode has no common name
+    }
+    NAMES.set(info, names);
+  }
+  return names;
+}
+
+/**
+ * The DER of a certificate record, decoded once per record object: the repository hands out
+ * the same (frozen) object while the stored bytes do not change (store/reparse-on-change.ts).
+ */
+const RECORD_DER = new WeakMap<object, Buffer>();
+function recordDer(rec: { certificate: string }): Buffer {
+  let der = RECORD_DER.get(rec);
+  if (!der) {
+    der = Buffer.from(rec.certificate, 'base64');
+    RECORD_DER.set(rec, der);
+  }
+  return der;
+}
+
 export function createVerificationService(deps: VerificationDeps): VerificationService & { clearCaches(): void } {
   const clock = deps.clock ?? (() => new Date());
   let trust: ParsedTrust | undefined;
@@ -234,22 +275,10 @@ export function createVerificationService(deps: VerificationDeps): VerificationS
   }
 
   async function identity(info: CertificateInfo, der: Buffer): Promise<SignerIdentity> {
-    const id: SignerIdentity = {
-      subject: safeNameString(info.subjectDer),
-      serial: info.serial,
-      issuer: safeNameString(info.issuerDer),
-      notBefore: info.notBefore.toISOString(),
-      notAfter: info.notAfter.toISOString(),
-    };
-    try {
-      const cn = nameValue(info.subjectDer, 'CN');
-      if (cn !== undefined) id.commonName = cn;
-    } catch {
-      // a Name that does not decode has no common name
-    }
+    const id: SignerIdentity = { ...namesOf(info) };
     // Ours only when the very certificate is on record (an external CA may reuse a serial).
     const rec = await deps.certs.get(info.serial).catch(() => undefined);
-    if (rec && rec.certificate === der.toString('base64')) {
+    if (rec && recordDer(rec).equals(der)) {
       if (rec.employeeId) id.employeeId = rec.employeeId;
       if (rec.departmentId) id.departmentId = rec.departmentId;
       const held = await deps.heldKeys?.findByCertSerial(info.serial).catch(() => undefined);
