@@ -422,8 +422,9 @@ static void fb_add_multiple(jpoint *acc, const fb_table *t, const uint64_t k[4])
   }
 }
 
-/* The key cache: direct-mapped by bits of X (public keys are random points: an attacker who
- * crafts colliding keys only slows their own verifications down). `seen` counts verifications
+/* The key cache: direct-mapped by bits of X. Keys that collide take turns; someone who makes keys
+ * to collide on purpose can at most keep slots from other keys, which then verify at the
+ * ladder's speed, with the same answers. `seen` counts verifications
  * per key, `slots` hold the tables. A table being read is never replaced (readers), one being
  * built is not used yet (building). A slot's table gives way to another key only once it has
  * not been used for TABLE_IDLE_NS: with more busy keys than slots, the keys that hold a slot keep
