@@ -159,7 +159,6 @@ interface CachedPath {
   to: number;
 }
 
-
 /**
  * The identity fields a certificate alone gives, worked out once per parsed certificate:
  * readCertificate shares one CertificateInfo per distinct DER, so the names of a signer seen on
