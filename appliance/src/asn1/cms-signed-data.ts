@@ -70,6 +70,13 @@ export interface ParsedSignedData {
   signerInfos: ParsedSignerInfo[];
 }
 
+/** The values of the signed attribute `type` when the SignerInfo has exactly one, with one value; else undefined. */
+export function signedAttribute(si: ParsedSignerInfo, type: string): ParsedAttribute['values'] | undefined {
+  const found = si.signedAttrs.filter((a) => a.type === type);
+  if (found.length !== 1 || found[0].values.length !== 1) return undefined;
+  return found[0].values;
+}
+
 function readAlgorithm(t: Tlv | undefined, what: string): AlgorithmId {
   const parts = children(expectTag(t, Tag.SEQUENCE, what).value);
   const algOid = readOid(parts[0]);

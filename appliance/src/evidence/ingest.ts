@@ -16,7 +16,7 @@
 // the very digest that was signed — for SM2 e = SM3(Z_A ‖ M), GB/T 38629); an attached CMS
 // carries its original and its SM3 is the contentDigest.
 import { digest as hashOf } from '../crypto/hash.js';
-import { parseSignedData, type ParsedSignedData } from '../asn1/cms-signed-data.js';
+import { parseSignedData, signedAttribute, type ParsedSignedData } from '../asn1/cms-signed-data.js';
 import { OID_MESSAGE_DIGEST } from '../asn1/tsp.js';
 import { Tag } from '../crypto/der.js';
 import { OID } from '../crypto/oids.js';
@@ -340,9 +340,8 @@ export async function verifySignatureEvidence(
 function verifiedSm3MessageDigest(sd: ParsedSignedData | undefined): Buffer | undefined {
   const si = sd?.signerInfos.length === 1 ? sd.signerInfos[0] : undefined;
   if (si?.digestAlgorithm.oid !== OID.sm3) return undefined;
-  const attrs = si.signedAttrs.filter((a) => a.type === OID_MESSAGE_DIGEST);
-  const value = attrs.length === 1 && attrs[0].values.length === 1 && attrs[0].values[0].tag === Tag.OCTET_STRING ? attrs[0].values[0].value : undefined;
-  return value?.length === 32 ? Buffer.from(value) : undefined;
+  const md = signedAttribute(si, OID_MESSAGE_DIGEST)?.[0];
+  return md?.tag === Tag.OCTET_STRING && md.value.length === 32 ? Buffer.from(md.value) : undefined;
 }
 
 /** The CAdES-T token of the only SignerInfo, if any (id-aa-signatureTimeStampToken). */

@@ -10,13 +10,13 @@
 //     timestampSm3?   SM3 of the RFC 3161 token DER (when the app sent one),
 //     metadata: {system?, departmentId?, patientIdIndex?, businessSerial?, documentType?} }
 // Tier, retention, verdict and the leaf position are not in it: they may change or follow from it.
-import { hash } from 'node:crypto';
+import { digest } from '../crypto/hash.js';
 import type { EvidenceRecord } from './types.js';
 
 export const LEAF_VERSION = 1;
 
 function sm3Hex(b64: string): string {
-  return hash('sm3', Buffer.from(b64, 'base64'), 'hex');
+  return digest('sm3', Buffer.from(b64, 'base64')).toString('hex');
 }
 
 /** JSON with object keys sorted at every level; undefined members dropped. */

@@ -8,7 +8,7 @@
 // a failed check with a reason.
 import { nameToString } from '../asn1/name.js';
 import { readCertificate, serialHex, type CertificateInfo } from '../asn1/certificate.js';
-import { parseSignedData, type ParsedAttribute, type ParsedSignedData, type ParsedSignerInfo } from '../asn1/cms-signed-data.js';
+import { parseSignedData, signedAttribute, type ParsedSignedData } from '../asn1/cms-signed-data.js';
 import { OID_CONTENT_TYPE, OID_MESSAGE_DIGEST, OID_SIGNING_CERTIFICATE_V2, OID_SIGNING_TIME } from '../asn1/tsp.js';
 import { Tag, children, readOid } from '../crypto/der.js';
 import { digest } from '../crypto/hash.js';
@@ -85,12 +85,6 @@ function stripZeros(b: Buffer): Buffer {
   let i = 0;
   while (i < b.length - 1 && b[i] === 0) i++;
   return b.subarray(i);
-}
-
-function attr(si: ParsedSignerInfo, type: string): ParsedAttribute['values'] | undefined {
-  const found = si.signedAttrs.filter((a) => a.type === type);
-  if (found.length !== 1 || found[0].values.length !== 1) return undefined;
-  return found[0].values;
 }
 
 function parseTime(tag: number, s: string): Date | undefined {
@@ -189,7 +183,7 @@ async function verifyInner(
   const base: Partial<CmsVerifyResult> = { form: sd.form, signer, certificate: certDer };
 
   // signingTime (informative; not a check).
-  const st = attr(si, OID_SIGNING_TIME);
+  const st = signedAttribute(si, OID_SIGNING_TIME);
   const signingTime = st ? parseTime(st[0].tag, st[0].value.toString('latin1')) : undefined;
   if (signingTime) base.signingTime = signingTime;
 
@@ -220,7 +214,7 @@ async function verifyInner(
   if (!r.add('algorithm', algProblem === undefined, algProblem) || !hash || !keyAlg) return done(base);
 
   // contentType attribute = eContentType; data content type of the same form.
-  const ct = attr(si, OID_CONTENT_TYPE);
+  const ct = signedAttribute(si, OID_CONTENT_TYPE);
   let ctOid: string | undefined;
   try {
     ctOid = ct ? readOid(ct[0]) : undefined;
@@ -236,7 +230,7 @@ async function verifyInner(
   // contentIntact: messageDigest over the attached or given content.
   const content = sd.content ?? opts.content;
   if (content) base.content = content;
-  const md = attr(si, OID_MESSAGE_DIGEST);
+  const md = signedAttribute(si, OID_MESSAGE_DIGEST);
   if (!content) {
     r.add('contentIntact', false, 'detached signature and no content given');
   } else if (!md || md[0].tag !== Tag.OCTET_STRING) {
@@ -248,7 +242,7 @@ async function verifyInner(
   }
 
   // signingCertificate(V2) when present: the ESSCertIDv2 hash names this certificate.
-  const sc = attr(si, OID_SIGNING_CERTIFICATE_V2);
+  const sc = signedAttribute(si, OID_SIGNING_CERTIFICATE_V2);
   if (sc) {
     let problem: string | undefined;
     try {
